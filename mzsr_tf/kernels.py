@@ -1,0 +1,182 @@
+"""Gaussian blur kernels with the reference's conventions, random task kernels, ``.mat`` kernel files.
+
+Conventions of the reference (github ``JWSoh/MZSR``, ``gkernel.py``):
+
+* the covariance is ``Sigma = R(theta) diag(l1, l2) R(theta)^T``: ``l1``, ``l2`` are its *eigenvalues*
+  (variances along the rotated axes), so the benchmark kernel ``g2.0`` is ``isotropic_gaussian(ksize,
+  2.0)``, a variance of 2.0 (sigma = sqrt(2));
+* pixel ``(row, col)`` sits at ``x = col - c``, ``y = row - c`` with ``c = ksize / 2 - 0.5`` (the
+  centre is a pixel for odd sizes, between pixels for even sizes), ``theta`` turns x towards y;
+* kernels are ``exp(-0.5 p^T Sigma^-1 p)`` normalised to sum 1, float64 ``[ksize, ksize]``.
+
+The random task kernel of meta-training (the reference's ``generate_kernel``) draws
+``theta ~ U[0, pi)``, ``l1 = 1 + (k1 - 1) u1``, ``l2 = 1 + (l1 - 1) u2`` with ``u1, u2 ~ U[0, 1)``;
+the reference calls it with ``k1 = 2.5 * scale`` and ``ksize = 15``.  Randomness is passed in: a
+``np.random.Generator`` (:func:`generate_kernel`) or a TF stateless seed (:func:`tf_random_kernel`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Union
+
+import numpy as np
+import tensorflow as tf
+
+KERNEL_KEY = "kernel"
+
+
+class KernelError(ValueError):
+    """A kernel file or kernel array that cannot be used; the message names the file."""
+
+
+def tf_anisotropic_gaussian(ksize: int, theta, l1, l2, dtype=tf.float64):
+    """TensorFlow :func:`anisotropic_gaussian`: ``theta``, ``l1``, ``l2`` may be scalar tensors.
+
+    Computed in float64 (closed-form inverse covariance) and returned as ``[ksize, ksize]`` ``dtype``.
+    """
+    # tf.convert_to_tensor(dtype=float64) keeps Python floats exact (tf.cast would go through float32).
+    theta, l1, l2 = (tf.cast(tf.convert_to_tensor(v, dtype_hint=tf.float64), tf.float64)
+                     for v in (theta, l1, l2))
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    # Sigma^-1 = R diag(1/l1, 1/l2) R^T.
+    inv_xx = cos * cos / l1 + sin * sin / l2
+    inv_yy = sin * sin / l1 + cos * cos / l2
+    inv_xy = cos * sin * (1.0 / l1 - 1.0 / l2)
+    centre = ksize / 2.0 - 0.5
+    coords = tf.cast(tf.range(ksize), tf.float64) - centre
+    x = coords[None, :]
+    y = coords[:, None]
+    quadratic = inv_xx * x * x + 2.0 * inv_xy * x * y + inv_yy * y * y
+    kernel = tf.exp(-0.5 * quadratic)
+    return tf.cast(kernel / tf.reduce_sum(kernel), dtype)
+
+
+def _check_ksize(ksize) -> int:
+    if isinstance(ksize, bool) or not isinstance(ksize, (int, np.integer)) or ksize < 1:
+        raise KernelError(f"kernel size must be a positive integer, got {ksize!r}")
+    return int(ksize)
+
+
+def anisotropic_gaussian(ksize: int, theta: float, l1: float, l2: float) -> np.ndarray:
+    """Anisotropic Gaussian kernel, float64 ``[ksize, ksize]`` summing to 1 (reference conventions).
+
+    Args:
+      ksize: kernel size (odd or even).
+      theta: rotation angle in radians (the reference samples [0, pi)).
+      l1, l2: covariance eigenvalues (variances), positive.
+    """
+    ksize = _check_ksize(ksize)
+    for name, value in (("l1", l1), ("l2", l2)):
+        if not (np.isfinite(value) and value > 0):
+            raise KernelError(f"Gaussian kernel eigenvalue {name} must be positive and finite, got {value!r}")
+    if not np.isfinite(theta):
+        raise KernelError(f"Gaussian kernel angle theta must be finite, got {theta!r}")
+    return tf_anisotropic_gaussian(ksize, float(theta), float(l1), float(l2)).numpy()
+
+
+def isotropic_gaussian(ksize: int, var: float) -> np.ndarray:
+    """Isotropic Gaussian kernel of variance ``var`` (``g2.0`` is ``var=2.0``), float64 ``[ksize, ksize]``."""
+    return anisotropic_gaussian(ksize, 0.0, var, var)
+
+
+def random_kernel_parameters(k1: float, u_theta, u1, u2):
+    """``(theta, l1, l2)`` of a random task kernel from three uniforms in [0, 1) (numbers or tensors)."""
+    theta = math.pi * u_theta
+    l1 = 1.0 + (k1 - 1.0) * u1
+    l2 = 1.0 + (l1 - 1.0) * u2
+    return theta, l1, l2
+
+
+def generate_kernel(k1: float, ksize: int = 15, rng: np.random.Generator = None) -> np.ndarray:
+    """The reference's random anisotropic task kernel, float64 ``[ksize, ksize]``.
+
+    ``k1`` bounds the larger eigenvalue (``l1`` in ``[1, k1)``); ``rng`` draws, in order, theta, l1, l2.
+    """
+    if rng is None:
+        raise KernelError("generate_kernel needs rng, a np.random.Generator (randomness is explicit)")
+    if not (np.isfinite(k1) and k1 >= 1):
+        raise KernelError(f"generate_kernel: k1 must be >= 1, got {k1!r}")
+    u_theta, u1, u2 = rng.random(3)
+    return anisotropic_gaussian(ksize, *random_kernel_parameters(float(k1), u_theta, u1, u2))
+
+
+def tf_random_kernel(seed, k1, ksize: int = 15):
+    """Random task kernel from a TF stateless seed, float32 ``[ksize, ksize]``, for ``tf.data`` maps.
+
+    Args:
+      seed: int32/int64 tensor of shape ``[2]`` (``tf.random.stateless_uniform`` seed).
+      k1: upper bound of the larger eigenvalue (number or float scalar tensor), ``>= 1``.
+      ksize: kernel size (Python int).
+
+    Same distribution as :func:`generate_kernel` (not the same numbers: another generator).
+    """
+    ksize = _check_ksize(ksize)
+    uniforms = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64)
+    k1 = tf.cast(tf.convert_to_tensor(k1, dtype_hint=tf.float64), tf.float64)
+    theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2])
+    return tf_anisotropic_gaussian(ksize, theta, l1, l2, dtype=tf.float32)
+
+
+def check_kernel(kernel, source: str = "kernel") -> np.ndarray:
+    """Validate a blur kernel: a finite 2-D real array with a positive sum; returns it as float64.
+
+    ``source`` names where it came from (a file path) in the :class:`KernelError` message.
+    """
+    array = np.asarray(kernel)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise KernelError(f"{source}: kernel must be a real numeric array, got dtype {array.dtype}")
+    if array.ndim != 2 or array.size == 0:
+        raise KernelError(f"{source}: kernel must be a non-empty 2-D array, got shape {array.shape}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise KernelError(f"{source}: kernel has non-finite values (NaN or Inf)")
+    total = float(array.sum())
+    if not total > 0:
+        raise KernelError(f"{source}: kernel must have a positive sum, got sum {total:g}")
+    return array
+
+
+def _read_mat_v73(path: str):
+    """The ``kernel`` variable of a MATLAB v7.3 (HDF5) file, transposed to row-major, and the keys."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        keys = sorted(handle.keys())
+        if KERNEL_KEY not in keys:
+            return None, keys
+        return np.asarray(handle[KERNEL_KEY]).T, keys
+
+
+def load_kernel(path: Union[str, os.PathLike]) -> np.ndarray:
+    """Read a blur kernel from a ``.mat`` file (variable ``kernel``, as the reference), float64 2-D.
+
+    Raises:
+      KernelError: the file is missing or unreadable, has no ``kernel`` variable (the message lists the
+        variables present), or the array is not 2-D, has non-finite values or a non-positive sum.
+    """
+    import scipy.io
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise KernelError(f"{path}: kernel file not found")
+    try:
+        contents = scipy.io.loadmat(path)
+        keys = sorted(k for k in contents if not k.startswith("__"))
+        kernel = contents.get(KERNEL_KEY)
+    except NotImplementedError:  # MATLAB v7.3 files are HDF5
+        kernel, keys = _read_mat_v73(path)
+    except Exception as error:  # scipy raises several types for a file that is not a .mat file
+        raise KernelError(f"{path}: cannot read as a MATLAB .mat file ({error})") from None
+    if kernel is None:
+        raise KernelError(f"{path}: no variable {KERNEL_KEY!r} in the .mat file; variables present: "
+                          f"{', '.join(keys) if keys else '(none)'}")
+    return check_kernel(kernel, source=path)
+
+
+def save_kernel(path: Union[str, os.PathLike], kernel) -> None:
+    """Write a blur kernel to a ``.mat`` file under the variable ``kernel`` (validated first)."""
+    import scipy.io
+
+    path = os.fspath(path)
+    scipy.io.savemat(path, {KERNEL_KEY: check_kernel(kernel, source=path)})
