@@ -1,10 +1,15 @@
 """Tests for mzsr_tf.imresize: kernel values, reference goldens, the TF path, gradients, bad input."""
+import json
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mzsr_tf import imresize as resize
 from mzsr_tf.imresize import imresize, tf_imresize
+
+GOLDEN = pathlib.Path(__file__).parent / "golden" / "imresize_reference.npz"
 
 
 def _image(shape, seed=0, dtype=np.float64):
@@ -58,6 +63,58 @@ def test_fix_scale_and_size_rules():
     # Only a shape: the height ratio serves both axes.
     assert resize.fix_scale_and_size((13, 17, 3), (26, 20), None) == (2.0, (26, 20))
     assert resize.fix_scale_and_size((10, 10, 3), None, [2, 3]) == (2.0, (20, 30))
+
+
+# ------------------------------------------------------------------ goldens from the reference
+
+def _golden_cases():
+    with np.load(GOLDEN) as golden:
+        return json.loads(str(golden["cases"]))
+
+
+def _case_id(case):
+    return "-".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in case.items())
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN) as data:
+        return dict(data)
+
+
+def _run_golden_case(case, golden, dtype):
+    kwargs = {k: v for k, v in case.items() if k in ("scale", "output_shape", "antialiasing", "ds_method",
+                                                       "kernel_shift_flag", "kernel")}
+    if "numeric" in case:
+        kwargs["kernel"] = golden[f"kernel_{case['numeric']}"]
+    return imresize(golden[f"image_{case['image']}"].astype(dtype), **kwargs)
+
+
+@pytest.mark.parametrize("index,case", list(enumerate(_golden_cases())),
+                         ids=[_case_id(c) for c in _golden_cases()])
+def test_matches_reference_golden(index, case, golden):
+    expected64 = golden[f"out64_{index}"]
+    got64 = _run_golden_case(case, golden, np.float64)
+    assert got64.shape == expected64.shape and got64.dtype == np.float64
+    np.testing.assert_allclose(got64, expected64, rtol=0, atol=1e-6)
+    got32 = _run_golden_case(case, golden, np.float32)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, golden[f"out32_{index}"], rtol=0, atol=1e-5)
+
+
+def test_golden_covers_every_branch():
+    cases = _golden_cases()
+    named = {c.get("kernel", "cubic") for c in cases if "numeric" not in c}
+    assert named == {"cubic", "lanczos2", "lanczos3", "linear"}
+    numeric_sizes = {tuple(np.load(GOLDEN)[f"kernel_{c['numeric']}"].shape) for c in cases if "numeric" in c}
+    assert {s[0] % 2 for s in numeric_sizes} == {0, 1}
+    assert {c.get("ds_method") for c in cases if "numeric" in c} == {"direct", "bicubic"}
+    assert any(c.get("kernel_shift_flag") for c in cases)
+    assert any("output_shape" in c and "scale" in c for c in cases)
+    assert any("output_shape" in c and "scale" not in c for c in cases)
+    scales = {c["scale"] for c in cases if isinstance(c.get("scale"), (int, float))}
+    assert {2, 3, 4, 0.5, 0.25} <= scales and any(abs(s - 1 / 3) < 1e-12 for s in scales)
+    assert any(s not in (2, 3, 4) and s > 1 for s in scales) and any(s * 4 % 1 and s < 1 for s in scales)
 
 
 # ---------------------------------------------------------------------------------- behaviour

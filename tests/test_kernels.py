@@ -148,3 +148,10 @@ def test_bad_ksize(ksize):
 def test_bad_eigenvalue():
     with pytest.raises(KernelError, match="eigenvalue l2 must be positive"):
         kernels.anisotropic_gaussian(15, 0.0, 2.0, 0.0)
+
+
+def test_matches_reference_gkernel_golden(golden_dir):
+    with np.load(golden_dir / "kernels_reference.npz") as golden:
+        for i, (ksize, theta, l1, l2) in enumerate(golden["params"]):
+            ours = kernels.anisotropic_gaussian(int(ksize), theta, l1, l2)
+            np.testing.assert_allclose(ours, golden[f"kernel_{i}"], rtol=0, atol=1e-12)

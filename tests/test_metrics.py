@@ -147,3 +147,15 @@ def test_ssim_too_small():
 def test_ssim_y_shape_mismatch():
     with pytest.raises(ValueError, match=r"ssim_y: images must have the same shape, got \(20, 20, 3\) and \(20, 20\)"):
         metrics.ssim_y(np.zeros((20, 20, 3)), np.zeros((20, 20)), 0)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_matches_reference_protocol_golden(golden_dir, index):
+    with np.load(golden_dir / "metrics_reference.npz") as golden:
+        gt, sr, scale = golden[f"gt_{index}"], golden[f"sr_{index}"], int(golden[f"scale_{index}"])
+        assert metrics.psnr_y(sr, gt, scale) == pytest.approx(float(golden[f"psnr_y_{index}"]), abs=1e-9)
+        assert metrics.ssim_y(sr, gt, scale) == pytest.approx(float(golden[f"ssim_y_{index}"]), abs=1e-10)
+        np.testing.assert_array_equal(metrics.rgb2y(metrics.to_uint8(gt)), golden[f"y_uint8_{index}"])
+        np.testing.assert_allclose(metrics.rgb2y(gt), golden[f"y_float_{index}"], rtol=0, atol=1e-15)
+        assert metrics.psnr(gt, sr) == pytest.approx(float(golden[f"psnr_float_{index}"]), abs=1e-9)
+        assert metrics.modcrop(gt, float(scale)).shape == tuple(golden[f"modcrop_shape_{index}"])
