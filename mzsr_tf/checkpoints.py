@@ -27,7 +27,7 @@ import glob
 import logging
 import os
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -157,9 +157,9 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _describe(found: Mapping[str, Tuple[int, ...]], names: Optional[Sequence[str]] = None) -> str:
+def _describe(found: Mapping[str, Tuple[int, ...]]) -> str:
     """``name [shape]`` list of (some of) ``found``, in its order, for error messages."""
-    names = list(found) if names is None else list(names)
+    names = list(found)
     text = ", ".join(f"{n} {list(found[n])}" for n in names[:_LISTED])
     if len(names) > _LISTED:
         text += f", ... ({len(names) - _LISTED} more)"
