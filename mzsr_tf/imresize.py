@@ -482,6 +482,20 @@ def tf_imresize(images, scale, output_shape=None, kernel="cubic", antialiasing: 
             raise ValueError(f"tf_imresize: unknown kernel {kernel!r}; expected one of {sorted(KERNELS)} "
                              f"or a 2-D numeric kernel")
         resized = _resize_named_graph(batched, out_h, out_w, scale, kernel, bool(antialiasing))
+    resized.set_shape([batched.shape[0], *_static_output_size(batched.shape, scale, output_shape),
+                       batched.shape[3]])
     if rank == 3:
         resized = resized[0]
     return tf.cast(resized, input_dtype)
+
+
+def _static_output_size(input_shape, scale, output_shape):
+    """(out_h, out_w) as Python ints where they are known before run time, else None."""
+    if output_shape is not None:
+        if isinstance(output_shape, (list, tuple)):
+            return tuple(int(v) if isinstance(v, numbers.Integral) else None for v in output_shape[:2])
+        return (None, None)
+    if not _is_static_number(scale):
+        return (None, None)
+    return tuple(None if size is None else int(math.ceil(np.float64(size) * np.float64(scale)))
+                 for size in input_shape[1:3])

@@ -225,9 +225,24 @@ def test_tf_float16():
     np.testing.assert_allclose(got.numpy().astype(np.float64), imresize(img, 2.0), atol=2e-3)
 
 
-@pytest.mark.parametrize("kernel", ["cubic", "numeric"])
-def test_gradient_matches_finite_differences(kernel):
-    img = _image((7, 8, 3))
+def test_tf_static_shapes_propagate():
+    @tf.function(input_signature=[tf.TensorSpec([None, 13, 17, 3], tf.float32), tf.TensorSpec([], tf.int32)])
+    def run(images, width):
+        up = tf_imresize(images, 2.0)
+        down = tf_imresize(images, 0.5, kernel=tf.ones((5, 5)) / 25)
+        sized = tf_imresize(images, 2.0, output_shape=(20, width))
+        assert up.shape.as_list() == [None, 26, 34, 3]
+        assert down.shape.as_list() == [None, 7, 9, 3]
+        assert sized.shape.as_list() == [None, 20, None, 3]
+        return up
+
+    run.get_concrete_function()
+
+
+@pytest.mark.parametrize("kernel,shape", [("cubic", (7, 8, 3)), ("numeric", (7, 8, 3)), ("numeric", (8, 8, 3))])
+def test_gradient_matches_finite_differences(kernel, shape):
+    # (8, 8) at scale 1/2 keeps every other pixel: the strided-convolution branch; (7, 8) the gather branch.
+    img = _image(shape)
     kernel = _numeric_kernel(4) if kernel == "numeric" else kernel
     scale = 0.5 if isinstance(kernel, np.ndarray) else 1.5
     probe = np.random.default_rng(5).random(imresize(img, scale, kernel=kernel).shape)
@@ -237,7 +252,7 @@ def test_gradient_matches_finite_differences(kernel):
     gradient = tape.gradient(loss, x).numpy()
     assert np.all(np.isfinite(gradient))
     # The resize is linear: the gradient is exact, compare with central differences at a few pixels.
-    for index in [(0, 0, 0), (3, 4, 1), (6, 7, 2)]:
+    for index in [(0, 0, 0), (3, 4, 1), (6, 7, 2), (5, 2, 0)]:
         step = np.zeros_like(img)
         step[index] = 1e-3
         numeric = (np.sum(imresize(img + step, scale, kernel=kernel) * probe)

@@ -96,6 +96,12 @@ def test_load_reference_kernel(reference_dir):
     np.testing.assert_allclose(k.sum(), 1.0, atol=1e-12)
 
 
+def test_reference_g20_kernel_is_isotropic_variance_2(reference_dir):
+    # The published "g2.0" kernel is isotropic_gaussian(21, 2.0): variance 2.0, reference centre.
+    k = kernels.load_kernel(reference_dir / "Input" / "g20" / "kernel.mat")
+    np.testing.assert_allclose(k, kernels.isotropic_gaussian(21, 2.0), rtol=0, atol=1e-15)
+
+
 def test_load_missing_file(tmp_path):
     path = tmp_path / "nope.mat"
     with pytest.raises(KernelError, match=r"nope\.mat: kernel file not found"):
