@@ -46,7 +46,8 @@ def inner_step(forward: ForwardFn, params: Sequence[tf.Tensor], inputs: tf.Tenso
         gradients of a mean L1 loss (~1/N) would underflow; a static scale of e.g. 1024 keeps them
         representable. The result is mathematically unchanged; use 1.0 in float32.
     """
-    params = list(params)
+    # Keras 3 variables are not tf.Variables: read them as tensors (an enclosing tape still sees the read)
+    params = [p if isinstance(p, tf.Variable) else tf.convert_to_tensor(p) for p in params]
     with tf.GradientTape() as tape:
         for p in params:
             if not isinstance(p, tf.Variable):

@@ -1,0 +1,133 @@
+"""Meta-test (the paper's Algorithm 2): adapt the network to one low-resolution image, then apply it.
+
+For an LR image ``lr`` (float32 HWC in [0, 1]) with blur kernel ``k`` and scale ``s``:
+
+1. the "son" is ``degrade(lr, k, s)``: the LR image itself degraded once more (plus optional noise);
+   the son's cubic upscale to ``lr``'s shape is the training input, ``lr`` (the "HR father") its label;
+2. starting from the meta-trained weights, ``num_steps`` plain-SGD steps on the L1 loss, step ``i`` with
+   learning rate ``config.inner_lr(i)`` (every step goes through ``mzsr_tf.inner.inner_step``);
+3. the result is the adapted network applied to the cubic upscale of ``lr`` to the output shape
+   (the modcropped GT's shape, or ``ceil(s * shape)``), clipped to [0, 1]; optionally refined by
+   back-projection.
+
+All of it (son, steps, both forward passes) runs inside one ``tf.function`` whose input shapes are
+unknown, so images of any size share one trace and no Python runs per step. Weights are never
+modified: the steps produce new tensors from the starting weights, so every image starts afresh.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from mzsr_tf import degradation, inner
+from mzsr_tf.config import AdaptationConfig
+from mzsr_tf.imresize import tf_imresize
+from mzsr_tf.model import forward
+
+
+@dataclasses.dataclass
+class AdaptationResult:
+    """What one meta-test produced.
+
+    ``sr`` and ``initial_sr`` are float32 HWC in [0, 1] (the network's output after and before the
+    adaptation, clipped); ``son_losses[i]`` is the L1 loss on the son before step ``i``;
+    ``seconds`` is the wall time of the whole adaptation including both forward passes.
+    """
+
+    sr: np.ndarray
+    initial_sr: np.ndarray
+    son_losses: np.ndarray
+    seconds: float
+
+
+class MetaTester:
+    """Adapts a network to single images; one instance serves any number of images and sizes.
+
+    Args:
+      params: the starting (meta-trained) weights, tensors or variables in ``PARAM_NAMES`` order,
+        e.g. ``model.trainable_variables``. They are read, never written.
+      config: scale, down-sampling method, number of steps and their learning rates, noise,
+        back-projection.
+    """
+
+    def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig):
+        self.params = list(params)
+        self.config = config
+        image = tf.TensorSpec([None, None, None], tf.float32)
+        shape = tf.TensorSpec([2], tf.int32)
+        rates = tf.TensorSpec([None], tf.float32)
+        seed = tf.TensorSpec([2], tf.int32)
+        # autograph=False: the graph is plain TF ops (an explicit tf.while_loop), which keeps the
+        # one-off tracing cost low (autograph would transpile every library function it calls).
+        self._adapt_with_kernel = tf.function(
+            self._adapt, autograph=False,
+            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, seed])
+        self._adapt_bicubic = tf.function(
+            lambda lr, out_hw, rate_list, noise_seed: self._adapt(lr, None, out_hw, rate_list, noise_seed),
+            autograph=False, input_signature=[image, shape, rates, seed])
+
+    def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
+        cfg = self.config
+        down_kernel = "cubic" if kernel is None else kernel
+        son = degradation.tf_degrade(lr, down_kernel, cfg.scale, ds_method=cfg.ds_method,
+                                     noise_std=cfg.noise_std, seed=noise_seed)
+        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)
+        lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
+        initial_sr = tf.clip_by_value(forward(self.params, lr_ilr)[0], 0.0, 1.0)
+
+        def step(i, params, losses):
+            params, loss = inner.inner_step(forward, params, son_ilr[None], lr[None], rates[i])
+            return i + 1, params, losses.write(i, loss)
+
+        num_steps = tf.size(rates)
+        _, params, losses = tf.while_loop(
+            lambda i, params, losses: i < num_steps, step,
+            (tf.constant(0), [tf.convert_to_tensor(p) for p in self.params],
+             tf.TensorArray(tf.float32, size=num_steps)))
+        sr = tf.clip_by_value(forward(params, lr_ilr)[0], 0.0, 1.0)
+        return initial_sr, sr, losses.stack()
+
+    def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
+              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+              ) -> AdaptationResult:
+        """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
+
+        ``output_shape`` is the SR image's ``(H, W)``; by default ``ceil(scale * lr.shape[:2])``.
+        ``seed`` feeds the son's noise (used only when ``config.noise_std > 0``).
+        """
+        cfg = self.config
+        if output_shape is None:
+            output_shape = tuple(int(np.ceil(n * cfg.scale)) for n in lr.shape[:2])
+        rates = np.asarray(cfg.inner_lr.rates(cfg.num_steps), np.float32)
+        start = time.perf_counter()
+        args = (tf.constant(lr, tf.float32),)
+        if kernel is not None:
+            args += (tf.constant(kernel, tf.float32),)
+        args += (tf.constant(output_shape, tf.int32), tf.constant(rates), tf.constant(seed, tf.int32))
+        run = self._adapt_bicubic if kernel is None else self._adapt_with_kernel
+        initial_sr, sr, losses = (t.numpy() for t in run(*args))
+        if cfg.back_projection:
+            down_kernel = "cubic" if kernel is None else kernel
+            for _ in range(cfg.back_projection_iters):
+                sr = degradation.back_projection(sr, lr, down_kernel, cfg.upscale_method,
+                                                 cfg.scale, cfg.ds_method)
+        return AdaptationResult(sr=np.asarray(sr, np.float32), initial_sr=initial_sr,
+                                son_losses=losses, seconds=time.perf_counter() - start)
+
+
+def adapt_steps(params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tensor,
+                rates: Sequence[float]) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+    """The bare adaptation loop, eager and one Python step at a time (for tests and teaching).
+
+    ``son_ilr`` and ``father`` are ``[1, H, W, C]``; returns the adapted parameters and the losses.
+    """
+    params = list(params)
+    losses = []
+    for rate in rates:
+        params, loss = inner.inner_step(forward, params, son_ilr, father, rate)
+        losses.append(loss)
+    return params, losses

@@ -1,0 +1,98 @@
+"""Tests of the meta-test (Algorithm 2): the in-graph loop, its invariants and the reference's numbers."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mzsr_tf import adaptation, degradation, kernels
+from mzsr_tf.adaptation import MetaTester
+from mzsr_tf.config import ModelConfig, preset_for_model
+from mzsr_tf.imresize import imresize
+from mzsr_tf.model import MZSRNet
+
+
+def _smooth_image(rng, height, width):
+    """A varied but smooth RGB image in [0, 1] (random low-frequency cosines)."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.zeros((height, width, 3))
+    for c in range(3):
+        for _ in range(4):
+            fy, fx, phase = rng.uniform(0.5, 6.0), rng.uniform(0.5, 6.0), rng.uniform(0, 2 * np.pi)
+            image[..., c] += np.cos(2 * np.pi * (fy * y + fx * x) + phase)
+    image = (image - image.min()) / (image.max() - image.min())
+    return image.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    model = MZSRNet(ModelConfig(width=16), seed=3)
+    model(tf.zeros([1, 8, 8, 3]))
+    return model
+
+
+@pytest.fixture(scope="module")
+def blur():
+    return kernels.isotropic_gaussian(9, 1.5).astype(np.float32)
+
+
+def test_in_graph_loop_equals_eager_unrolled_steps(small_model, blur):
+    rng = np.random.default_rng(0)
+    lr = _smooth_image(rng, 24, 20)
+    config = preset_for_model(0).adaptation_config(num_steps=5)
+    result = MetaTester(small_model.trainable_variables, config).adapt(lr, blur)
+
+    # the same algorithm written out step by step, from the numpy degradation and resize
+    son = np.clip(degradation.degrade(lr.astype(np.float64), blur, 2.0), 0, 1)
+    son_ilr = imresize(son, scale=2.0, output_shape=lr.shape, kernel="cubic")
+    params, losses = adaptation.adapt_steps(
+        small_model.trainable_variables, tf.constant(son_ilr[None], tf.float32),
+        tf.constant(lr[None]), config.inner_lr.rates(5))
+    np.testing.assert_allclose(result.son_losses, [l.numpy() for l in losses], rtol=2e-4)
+    lr_ilr = imresize(lr.astype(np.float64), scale=2.0, output_shape=(48, 40), kernel="cubic")
+    from mzsr_tf.model import forward
+    expected = np.clip(forward(params, tf.constant(lr_ilr[None], tf.float32))[0].numpy(), 0, 1)
+    np.testing.assert_allclose(result.sr, expected, atol=2e-4)
+    assert result.sr.shape == (48, 40, 3)
+
+
+def test_steps_lower_the_son_loss_and_weights_are_untouched(small_model, blur):
+    rng = np.random.default_rng(1)
+    lr = _smooth_image(rng, 32, 32)
+    before = [v.numpy().copy() for v in small_model.trainable_variables]
+    config = preset_for_model(0).adaptation_config(num_steps=4)
+    result = MetaTester(small_model.trainable_variables, config).adapt(lr, blur)
+    assert np.all(np.diff(result.son_losses) < 0), result.son_losses
+    for old, var in zip(before, small_model.trainable_variables):
+        np.testing.assert_array_equal(old, var.numpy())
+
+
+def test_zero_steps_returns_the_initial_output(small_model, blur):
+    lr = _smooth_image(np.random.default_rng(2), 16, 18)
+    config = preset_for_model(0).adaptation_config(num_steps=0)
+    result = MetaTester(small_model.trainable_variables, config).adapt(lr, blur)
+    np.testing.assert_array_equal(result.sr, result.initial_sr)
+    assert result.son_losses.shape == (0,)
+
+
+def test_one_trace_serves_every_image_size_and_step_count(small_model, blur):
+    tester = MetaTester(small_model.trainable_variables, preset_for_model(0).adaptation_config(num_steps=2))
+    rng = np.random.default_rng(3)
+    for shape in [(16, 16), (21, 17), (30, 24)]:
+        tester.adapt(_smooth_image(rng, *shape), blur)
+    tester.config = preset_for_model(0).adaptation_config(num_steps=3)
+    tester.adapt(_smooth_image(rng, 16, 16), blur)
+    assert tester._adapt_with_kernel.experimental_get_tracing_count() == 1
+
+
+def test_bicubic_son_without_kernel(small_model):
+    lr = _smooth_image(np.random.default_rng(4), 20, 20)
+    config = preset_for_model(2).adaptation_config(num_steps=2)
+    result = MetaTester(small_model.trainable_variables, config).adapt(lr, None)
+    assert result.sr.shape == (40, 40, 3)
+    assert np.all(np.diff(result.son_losses) < 0)
+
+
+def test_default_output_shape_is_ceil_of_scale_times_input(small_model, blur):
+    config = preset_for_model(3).adaptation_config(num_steps=1)
+    result = MetaTester(small_model.trainable_variables, config).adapt(
+        _smooth_image(np.random.default_rng(5), 15, 13), blur)
+    assert result.sr.shape == (60, 52, 3)

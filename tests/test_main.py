@@ -1,0 +1,190 @@
+"""End-to-end tests of ``scripts/main.py`` test mode: outputs, the no-GT case, and every bad input."""
+import importlib.util
+import json
+import os
+import pathlib
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mzsr_tf import checkpoints, degradation, kernels, metrics
+from mzsr_tf.model import MZSRNet
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load_main():
+    spec = importlib.util.spec_from_file_location("mzsr_main", REPO_ROOT / "scripts" / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _smooth_image(rng, height, width):
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = sum(np.cos(2 * np.pi * (rng.uniform(0.5, 5) * y[..., None] + rng.uniform(0.5, 5) * x[..., None])
+                       + rng.uniform(0, 6, size=3)) for _ in range(3))
+    return ((image - image.min()) / (image.max() - image.min())).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """LR inputs made from two GT images with a Gaussian kernel, the kernel file and a checkpoint."""
+    root = tmp_path_factory.mktemp("metatest")
+    rng = np.random.default_rng(0)
+    kernel = kernels.isotropic_gaussian(9, 2.0)
+    (root / "GT").mkdir()
+    (root / "LR").mkdir()
+    for name, shape in [("a", (36, 40)), ("b", (30, 28))]:
+        gt = _smooth_image(rng, *shape)
+        lr = degradation.degrade(gt, kernel, 2.0)
+        iio.imwrite(root / "GT" / f"{name}_GT.png", metrics.to_uint8(gt))
+        iio.imwrite(root / "LR" / f"{name}.png", metrics.to_uint8(lr))
+    kernels.save_kernel(root / "kernel.mat", kernel)
+    model = MZSRNet(seed=1)
+    model(tf.zeros([1, 8, 8, 3]))
+    checkpoints.export_weights(model, str(root / "ckpt" / "weights"))
+    return root
+
+
+def _run(workspace, capsys, *extra, gt=True, kernel=True):
+    args = ["--inputpath", str(workspace / "LR"), "--savepath", str(workspace / "out"),
+            "--checkpoint", str(workspace / "ckpt" / "weights")]
+    args += ["--gtpath", str(workspace / "GT") if gt else ""]
+    args += ["--kernelpath", str(workspace / "kernel.mat") if kernel else ""]
+    code = _load_main().main(args + list(extra))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_end_to_end_writes_images_results_and_the_reference_summary_line(workspace, capsys):
+    code, out, err = _run(workspace, capsys, "--num", "3")
+    assert code == 0, err
+    out_dir = workspace / "out" / "03"
+    sr = iio.imread(out_dir / "a.png")
+    assert sr.shape == (36, 40, 3) and sr.dtype == np.uint8
+    results = json.loads((out_dir / "results.json").read_text())
+    assert [r["name"] for r in results["images"]] == ["a", "b"]
+    assert all(len(r["son_losses"]) == 3 for r in results["images"])
+    first = results["images"][0]
+    # the PSNR in results.json is that of the PNG written, against the GT
+    gt = iio.imread(workspace / "GT" / "a_GT.png")
+    assert first["final_psnr"] == pytest.approx(metrics.psnr_y(sr, gt, 2), abs=1e-9)
+    last_line = [l for l in out.splitlines() if l.startswith("[*] Average PSNR")][0]
+    assert last_line == "[*] Average PSNR ** Initial: %.4f, Final : %.4f" % (
+        results["average_initial_psnr"], results["average_final_psnr"])
+
+
+def test_without_gt_writes_sr_of_ceil_scale_shape_and_no_psnr(workspace, capsys):
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(workspace / "nogt"), gt=False)
+    assert code == 0, err
+    sr = iio.imread(workspace / "nogt" / "01" / "b.png")
+    assert sr.shape == (30, 28, 3)
+    results = json.loads((workspace / "nogt" / "01" / "results.json").read_text())
+    assert "final_psnr" not in results["images"][0]
+    assert "Average PSNR" not in out
+
+
+def test_without_kernel_says_bicubic_explicitly(workspace, capsys):
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(workspace / "cubic"), kernel=False)
+    assert code == 0, err
+    assert "bicubic ('cubic') down-sampling" in out
+
+
+def _bad_input(workspace, capsys, tmp_path, **paths):
+    args = {"inputpath": workspace / "LR", "gtpath": workspace / "GT", "kernelpath": workspace / "kernel.mat",
+            "checkpoint": workspace / "ckpt" / "weights"}
+    args.update(paths)
+    argv = ["--savepath", str(tmp_path / "out"), "--num", "1"]
+    for key, value in args.items():
+        argv += [f"--{key}", str(value)]
+    code = _load_main().main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out" / "01" / "results.json").exists()
+    return err
+
+
+def _folder_with(tmp_path, name, image):
+    folder = tmp_path / name
+    folder.mkdir()
+    iio.imwrite(folder / "a.png", image)
+    return folder
+
+
+def test_missing_input_folder(workspace, capsys, tmp_path):
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=tmp_path / "nowhere")
+    assert "input folder" in err and "nowhere" in err and "does not exist" in err
+
+
+def test_empty_input_folder(workspace, capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=tmp_path / "empty")
+    assert "holds no images" in err and "empty" in err
+
+
+def test_gt_count_mismatch(workspace, capsys, tmp_path):
+    gt = _folder_with(tmp_path, "gt1", np.zeros((36, 40, 3), np.uint8))
+    err = _bad_input(workspace, capsys, tmp_path, gtpath=gt)
+    assert "2 images in input folder" in err and "1 in GT folder" in err
+
+
+def test_gt_size_mismatch(workspace, capsys, tmp_path):
+    gt = tmp_path / "gtsize"
+    gt.mkdir()
+    iio.imwrite(gt / "a_GT.png", np.zeros((36, 40, 3), np.uint8))
+    iio.imwrite(gt / "b_GT.png", np.zeros((50, 50, 3), np.uint8))
+    err = _bad_input(workspace, capsys, tmp_path, gtpath=gt)
+    assert "b_GT.png is 50x50" in err and "b.png is 15x14" in err
+
+
+@pytest.mark.parametrize("image, words", [
+    (np.zeros((12, 12), np.uint8), "grayscale image"),
+    (np.zeros((12, 12, 4), np.uint8), "4 channels"),
+    (np.zeros((12, 12), np.uint16), "uint16 image"),
+])
+def test_wrong_kind_of_image(workspace, capsys, tmp_path, image, words):
+    folder = _folder_with(tmp_path, "odd", image)
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=folder, gtpath="")
+    assert words in err and "a.png" in err
+
+
+def test_unreadable_image(workspace, capsys, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=folder, gtpath="")
+    assert "cannot read image" in err and "a.png" in err
+
+
+def test_kernel_larger_than_image(workspace, capsys, tmp_path):
+    kernels.save_kernel(tmp_path / "big.mat", kernels.isotropic_gaussian(21, 2.0))
+    folder = _folder_with(tmp_path, "tiny", np.full((10, 12, 3), 128, np.uint8))
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=folder, gtpath="", kernelpath=tmp_path / "big.mat")
+    assert "big.mat is 21x21, larger than input" in err and "a.png (10x12)" in err
+
+
+def test_unreadable_kernel_file(workspace, capsys, tmp_path):
+    (tmp_path / "kernel.mat").write_bytes(b"garbage")
+    err = _bad_input(workspace, capsys, tmp_path, kernelpath=tmp_path / "kernel.mat")
+    assert "kernel.mat" in err
+
+
+def test_missing_kernel_file(workspace, capsys, tmp_path):
+    err = _bad_input(workspace, capsys, tmp_path, kernelpath=tmp_path / "absent.mat")
+    assert "absent.mat" in err
+
+
+def test_checkpoint_that_does_not_load(workspace, capsys, tmp_path):
+    err = _bad_input(workspace, capsys, tmp_path, checkpoint=tmp_path / "no_such_ckpt")
+    assert "no_such_ckpt" in err
+
+
+def test_num_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_main().main(["--num", "0"])
+    assert exit_info.value.code == 2
+    assert "--num must be a positive integer" in capsys.readouterr().err
