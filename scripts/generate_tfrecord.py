@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     folder = os.path.dirname(os.path.abspath(args.tfrecord))
     print(f"Num of patches: {summary['num_records']} from {summary['num_images']} images "
           f"in {summary['seconds']:.1f} s")
+    if summary["skipped_images"]:
+        print(f"skipped {len(summary['skipped_images'])} image(s) smaller than a patch: "
+              + ", ".join(summary["skipped_images"]))
     for entry in summary["files"]:
         print(f"  {os.path.join(folder, entry['file'])}: {entry['count']} records")
     return 0

@@ -11,7 +11,7 @@ Two recipes, as the reference's record generators (github ``JWSoh/MainSR``):
   the reference's numpy bicubic ``imresize`` (antialiased cubic, rounded to uint8).
 
 Memory: the kept, un-augmented patches of all images are held in memory (``N * p * p * 3`` bytes;
-about 1.8 GB for DIV2K's 800 images at 64x64 in ``mzsr`` mode, eight times less than the
+about 1.7 GB for DIV2K's 800 images at 64x64 in ``mzsr`` mode, eight times less than the
 reference, which held every augmented copy); augmented copies are made while writing.
 """
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""``tf.data`` pipelines for the two training stages: bicubic pretraining pairs and meta-learning tasks.
+
+Meta-tasks follow the reference's ``dataGenerator.make_data_tensor`` (github ``JWSoh/MZSR``), but each
+task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
+
+1. HR patches (float32 in [0, 1]) are shuffled, repeated and grouped ``2 * task_batch`` per task;
+2. per task: a scale drawn uniformly from ``scale_list``, a random anisotropic Gaussian kernel
+   ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size)`` (reference: ``scale *
+   2.5``, 15), the LR ``tf_degrade(hr, kernel, scale, ds_method, noise_std)`` (blur, subsample to
+   ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic up-scaling back to ``H x W`` (the ILR);
+3. the first ``task_batch`` pairs are the support set (``inputa``/``labela``), the rest the query set
+   (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
+
+Randomness is stateless: task ``t`` of a run with ``seed`` draws everything from seeds derived from
+``(seed, t)``, so the stream is the same for a given seed whatever the parallelism.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Union
+
+import tensorflow as tf
+
+from mzsr_tf.config import MetaTrainConfig, PretrainConfig
+from mzsr_tf.data.records import read_patch_pairs, read_patches
+from mzsr_tf.degradation import tf_degrade
+from mzsr_tf.imresize import tf_imresize
+from mzsr_tf.kernels import tf_random_kernel
+
+META_KEYS = ("inputa", "labela", "inputb", "labelb")
+
+Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], tf.data.Dataset]
+
+
+def to_float_image(image: tf.Tensor) -> tf.Tensor:
+    """uint8 in [0, 255] -> float32 in [0, 1]; float images are cast to float32 unchanged."""
+    if image.dtype == tf.uint8:
+        return tf.cast(image, tf.float32) / 255.0
+    return tf.cast(image, tf.float32)
+
+
+def _shuffled_forever(dataset: tf.data.Dataset, buffer_size: int, seed: int) -> tf.data.Dataset:
+    if buffer_size > 1:
+        dataset = dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat()
+
+
+# --------------------------------------------------------------------------- pretraining
+
+def pretrain_dataset(source: Source, config: PretrainConfig, seed: int,
+                     fmt: Optional[str] = None, validate: bool = True) -> tf.data.Dataset:
+    """Endless batches ``(ilr, hr)``, each float32 ``[batch, P, P, C]`` in [0, 1].
+
+    ``source`` is pretraining records (``label`` HR ``P x P``, ``image`` LR ``P/s x P/s``; TFRecord or
+    HDF5, see ``read_patch_pairs``) or a dataset of ``(hr, lr)`` pairs (uint8 or float in [0, 1]).
+    The ILR is the cubic ``tf_imresize`` of the LR by ``config.scale`` to ``P x P``, as the reference's
+    ``imresize(lr, scale, kernel='cubic')``.  HR values are ``label / 255`` exactly.
+    """
+    size, channels = config.patch_size, config.channels
+    if size % config.scale:
+        raise ValueError(f"patch size {size} is not a multiple of the scale {config.scale}")
+    if isinstance(source, tf.data.Dataset):
+        pairs = source
+    else:
+        lr_size = size // config.scale
+        pairs = read_patch_pairs(source, (size, size, channels), (lr_size, lr_size, channels),
+                                 fmt=fmt, validate=validate)
+    pairs = _shuffled_forever(pairs, config.shuffle_buffer, seed)
+    pairs = pairs.batch(config.batch_size, drop_remainder=True)
+
+    def upscale(hr, lr):
+        hr, lr = to_float_image(hr), to_float_image(lr)  # per batch: cheaper than per patch
+        ilr = tf_imresize(lr, float(config.scale), output_shape=(size, size), kernel="cubic")
+        return tf.ensure_shape(ilr, [config.batch_size, size, size, channels]), hr
+
+    return pairs.map(upscale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- meta-tasks
+
+def task_seeds(seed: int, task_index: tf.Tensor) -> tf.Tensor:
+    """Three stateless seeds ``[3, 2]`` (scale, kernel, noise) for task ``task_index`` of run ``seed``."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(task_index, tf.int64)])
+    return tf.random.experimental.stateless_split(base, num=3)
+
+
+def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_seed: tf.Tensor,
+                    config: MetaTrainConfig) -> dict:
+    """One task's degraded inputs at a fixed ``scale`` (a Python number).
+
+    Args:
+      hr: float32 ``[N, H, W, C]`` HR patches in [0, 1] (``N = 2 * task_batch``).
+      kernel_seed, noise_seed: stateless seeds, int ``[2]``.
+
+    Returns a dict: ``kernel`` float32 ``[k, k]``, ``lr`` float32 ``[N, ceil(H/scale), ceil(W/scale), C]``
+    (``tf_degrade``: blur, subsample, noise, clip) and ``ilr`` float32 ``[N, H, W, C]`` (cubic up-scaling
+    of ``lr`` by ``scale`` to ``H x W``).
+    """
+    kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale,
+                              ksize=config.kernel_size)
+    lr = tf_degrade(hr, kernel, scale, ds_method=config.ds_method, noise_std=config.noise_std,
+                    seed=noise_seed)
+    ilr = tf_imresize(lr, scale, output_shape=tf.shape(hr)[1:3], kernel="cubic")
+    return {"kernel": kernel, "lr": lr, "ilr": ilr}
+
+
+def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
+                      return_kernels: bool = False, fmt: Optional[str] = None,
+                      validate: bool = True) -> tf.data.Dataset:
+    """Endless meta-batches of tasks as dicts of float32 tensors in [0, 1].
+
+    ``inputa``, ``labela`` (support) and ``inputb``, ``labelb`` (query) are each
+    ``[meta_batch, task_batch, P, P, C]`` (``config.meta_batch_size``, ``config.task_batch_size``,
+    ``config.patch_size``, ``config.channels``); inputs are ILR images, labels HR patches.
+    With ``return_kernels`` the dict also holds ``kernels`` ``[meta_batch, k, k]`` and ``scales``
+    ``[meta_batch]``, the kernel and scale of each task.
+
+    ``source`` is record files (see ``read_patches``) or a dataset of HR patches ``[P, P, C]``
+    (uint8, or float in [0, 1]).  Deterministic for a given ``seed``.
+    """
+    size, channels = config.patch_size, config.channels
+    task_batch = config.task_batch_size
+    scales = [float(s) for s in config.scale_list]
+    if not scales or min(scales) < 1:
+        raise ValueError(f"scale_list must hold scales >= 1, got {config.scale_list}")
+    if isinstance(source, tf.data.Dataset):
+        patches = source
+    else:
+        patches = read_patches(source, (size, size, channels), fmt=fmt, validate=validate)
+    # Shuffle the compact (usually uint8) patches; convert per task, not per patch.
+    patches = _shuffled_forever(patches, config.shuffle_buffer, seed)
+    tasks = patches.batch(2 * task_batch, drop_remainder=True).enumerate()
+
+    def make_task(task_index, hr):
+        hr = tf.ensure_shape(to_float_image(hr), [2 * task_batch, size, size, channels])
+        scale_seed, kernel_seed, noise_seed = tf.unstack(task_seeds(seed, task_index))
+        choice = tf.random.stateless_uniform([], scale_seed, 0, len(scales), dtype=tf.int32)
+
+        def branch(scale):
+            def run():
+                out = synthesize_task(hr, scale, kernel_seed, noise_seed, config)
+                return out["ilr"], out["kernel"]
+            return run
+
+        if len(scales) == 1:
+            ilr, kernel = branch(scales[0])()
+        else:
+            ilr, kernel = tf.switch_case(choice, [branch(s) for s in scales])
+        ilr = tf.ensure_shape(ilr, [2 * task_batch, size, size, channels])
+        task = {"inputa": ilr[:task_batch], "labela": hr[:task_batch],
+                "inputb": ilr[task_batch:], "labelb": hr[task_batch:]}
+        if return_kernels:
+            task["kernels"] = tf.ensure_shape(kernel, [config.kernel_size, config.kernel_size])
+            task["scales"] = tf.gather(tf.constant(scales, tf.float32), choice)
+        return task
+
+    tasks = tasks.map(make_task, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return tasks.batch(config.meta_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

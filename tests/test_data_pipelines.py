@@ -1,0 +1,174 @@
+"""mzsr_tf.data.pipelines: meta-task and pretraining batches against the numpy degradation."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mzsr_tf.config import MetaTrainConfig, PretrainConfig
+from mzsr_tf.data.pipelines import meta_task_dataset, pretrain_dataset, synthesize_task
+from mzsr_tf.data.records import write_records
+from mzsr_tf.degradation import degrade
+from mzsr_tf.imresize import imresize
+
+PATCH = 24
+TOLERANCE = 2e-5  # float32 pipeline vs float64 numpy recipe
+
+CONFIG = MetaTrainConfig(patch_size=PATCH, meta_batch_size=3, task_batch_size=2, shuffle_buffer=1)
+
+
+def _smooth_patches(n, size=PATCH, seed=0):
+    """Varied, smooth uint8 patches (sums of random low-frequency waves)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, size, size, 3), np.uint8)
+    for k in range(n):
+        f = rng.uniform(0.5, 3.0, (3, 2))
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        waves = [np.sin(2 * np.pi * (f[c, 0] * x + f[c, 1] * y) + phase[c]) for c in range(3)]
+        out[k] = np.round(127.5 + 120 * np.stack(waves, axis=2)).astype(np.uint8)
+    return out
+
+
+PATCHES = _smooth_patches(40)
+
+
+def _source():
+    return tf.data.Dataset.from_tensor_slices(PATCHES)
+
+
+def _first(dataset):
+    return {k: v.numpy() for k, v in next(iter(dataset)).items()}
+
+
+def _numpy_ilr(hr, kernel, scale, ds_method="direct"):
+    """The reference recipe in numpy (float64): degrade with the task kernel, cubic back to HR size."""
+    lr = degrade(hr.astype(np.float64), kernel.astype(np.float64), scale, ds_method)
+    return imresize(lr, scale=scale, output_shape=hr.shape, kernel="cubic")
+
+
+def test_task_tensor_shapes_and_labels():
+    batch = _first(meta_task_dataset(_source(), CONFIG, seed=0, return_kernels=True))
+    for key in ("inputa", "labela", "inputb", "labelb"):
+        assert batch[key].shape == (3, 2, PATCH, PATCH, 3) and batch[key].dtype == np.float32
+    assert batch["kernels"].shape == (3, 15, 15) and batch["scales"].shape == (3,)
+    # With a shuffle buffer of 1 the tasks take the patches in order: support first, then query.
+    labels = np.concatenate([batch["labela"], batch["labelb"]], axis=1).reshape(-1, PATCH, PATCH, 3)
+    np.testing.assert_array_equal(labels, PATCHES[:12].astype(np.float32) / 255)
+
+
+def test_inputs_are_the_degradation_with_the_task_kernel():
+    """Support and query of a task both equal the numpy recipe with that task's one kernel."""
+    batch = _first(meta_task_dataset(_source(), CONFIG, seed=7, return_kernels=True))
+    for t in range(3):
+        kernel = batch["kernels"][t]
+        assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
+        for inputs, labels in [("inputa", "labela"), ("inputb", "labelb")]:
+            for hr, ilr in zip(batch[labels][t], batch[inputs][t]):
+                np.testing.assert_allclose(ilr, _numpy_ilr(hr, kernel, 2.0), atol=TOLERANCE, rtol=0)
+
+
+def test_kernels_differ_across_tasks():
+    batch = _first(meta_task_dataset(_source(), CONFIG, seed=7, return_kernels=True))
+    kernels = batch["kernels"]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert np.abs(kernels[a] - kernels[b]).max() > 1e-3
+    # Another task's kernel does not reproduce a task's input.
+    hr = batch["labela"][1][0]
+    wrong = _numpy_ilr(hr, kernels[0], 2.0)
+    assert np.abs(wrong - batch["inputa"][1][0]).max() > 10 * TOLERANCE
+
+
+def test_synthesize_task_lr_equals_degradation():
+    hr = PATCHES[:4].astype(np.float32) / 255
+    out = synthesize_task(tf.constant(hr), 2.0, tf.constant([1, 2]), tf.constant([3, 4]), CONFIG)
+    kernel = out["kernel"].numpy()
+    assert out["lr"].shape == (4, PATCH // 2, PATCH // 2, 3)
+    for k in range(4):
+        np.testing.assert_allclose(out["lr"][k], degrade(hr[k].astype(np.float64), kernel.astype(np.float64), 2.0),
+                                   atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [2.2, 3.0, 4.0])
+def test_other_scales_follow_the_reference_size_rules(scale):
+    hr = PATCHES[:2].astype(np.float32) / 255
+    out = synthesize_task(tf.constant(hr), scale, tf.constant([5, 6]), tf.constant([0, 0]), CONFIG)
+    lr_size = math.ceil(PATCH / scale)  # 24 / 2.2 -> 11, / 3 -> 8, / 4 -> 6
+    assert out["lr"].shape == (2, lr_size, lr_size, 3) and out["ilr"].shape == (2, PATCH, PATCH, 3)
+    kernel = out["kernel"].numpy()
+    for k in range(2):
+        np.testing.assert_allclose(out["ilr"][k], _numpy_ilr(hr[k], kernel, scale), atol=TOLERANCE, rtol=0)
+
+
+def test_multi_scale_tasks_use_their_own_scale():
+    config = dataclasses.replace(CONFIG, scale_list=(2.0, 3.0), meta_batch_size=6)
+    batch = _first(meta_task_dataset(_source().repeat(), config, seed=1, return_kernels=True))
+    assert set(batch["scales"].tolist()) == {2.0, 3.0}
+    for t, scale in enumerate(batch["scales"]):
+        hr = batch["labelb"][t][1]
+        np.testing.assert_allclose(batch["inputb"][t][1], _numpy_ilr(hr, batch["kernels"][t], float(scale)),
+                                   atol=TOLERANCE, rtol=0)
+
+
+def test_bicubic_down_sampling():
+    config = dataclasses.replace(CONFIG, ds_method="bicubic")
+    batch = _first(meta_task_dataset(_source(), config, seed=2, return_kernels=True))
+    hr = batch["labela"][0][0]
+    np.testing.assert_allclose(batch["inputa"][0][0], _numpy_ilr(hr, batch["kernels"][0], 2.0, "bicubic"),
+                               atol=TOLERANCE, rtol=0)
+
+
+def test_noise_is_added_and_seeded():
+    config = dataclasses.replace(CONFIG, noise_std=0.05)
+    noisy = _first(meta_task_dataset(_source(), config, seed=4, return_kernels=True))
+    again = _first(meta_task_dataset(_source(), config, seed=4, return_kernels=True))
+    np.testing.assert_array_equal(noisy["inputa"], again["inputa"])
+    clean = _numpy_ilr(noisy["labela"][0][0], noisy["kernels"][0], 2.0)
+    difference = np.abs(noisy["inputa"][0][0] - clean)
+    assert 0.01 < difference.mean() < 0.1  # noise of std 0.05, smoothed by the cubic up-scaling
+
+
+def test_deterministic_for_a_seed():
+    config = dataclasses.replace(CONFIG, shuffle_buffer=16)
+
+    def two_batches(seed):
+        iterator = iter(meta_task_dataset(_source(), config, seed=seed, return_kernels=True))
+        return [{k: v.numpy() for k, v in next(iterator).items()} for _ in range(2)]
+
+    first, again, other = two_batches(3), two_batches(3), two_batches(4)
+    for a, b in zip(first, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(first[0]["labela"], other[0]["labela"])
+    assert not np.array_equal(first[0]["kernels"], other[0]["kernels"])
+    assert not np.array_equal(first[0]["kernels"], first[1]["kernels"])
+
+
+@pytest.mark.parametrize("name, fmt", [("p.tfrecord", "tfrecord"), ("p.h5", "hdf5")])
+def test_meta_tasks_from_record_files(tmp_path, name, fmt):
+    write_records(tmp_path / name, [{"label": PATCHES}], len(PATCHES), fmt)
+    batch = _first(meta_task_dataset(tmp_path / name, CONFIG, seed=0))
+    assert batch["inputa"].shape == (3, 2, PATCH, PATCH, 3)
+    np.testing.assert_array_equal(batch["labela"][0][0], PATCHES[0].astype(np.float32) / 255)
+
+
+def test_pretrain_batches_upscale_the_lr_with_cubic_imresize(tmp_path):
+    hr = _smooth_patches(6, 12, seed=1)
+    lr = _smooth_patches(6, 6, seed=2)
+    write_records(tmp_path / "pairs.tfrecord", [{"label": hr, "image": lr}], 6)
+    config = PretrainConfig(patch_size=12, scale=2, batch_size=3, shuffle_buffer=1)
+    iterator = iter(pretrain_dataset(tmp_path / "pairs.tfrecord", config, seed=0))
+    for start in (0, 3):
+        ilr, label = (t.numpy() for t in next(iterator))
+        assert ilr.shape == label.shape == (3, 12, 12, 3)
+        np.testing.assert_array_equal(label, hr[start:start + 3].astype(np.float32) / 255)
+        for k in range(3):
+            expected = imresize(lr[start + k].astype(np.float64) / 255, scale=2, kernel="cubic")
+            np.testing.assert_allclose(ilr[k], expected, atol=TOLERANCE, rtol=0)
+
+
+def test_pretrain_patch_must_divide_by_the_scale():
+    with pytest.raises(ValueError, match="patch size 13 is not a multiple of the scale 2"):
+        pretrain_dataset("unused", PretrainConfig(patch_size=13), seed=0)
