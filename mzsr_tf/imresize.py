@@ -10,8 +10,11 @@ one of two routes:
   (symmetric border, as ``scipy.ndimage.correlate``), then either ``'direct'`` subsampling of the rows
   and columns ``round(linspace(0, H - 1/scale, out_H))`` or ``'bicubic'`` resizing of the blurred image.
 
-Here both routes are written once, in TensorFlow, as per-axis *resampling plans*: for every output
-position the input indices (border already folded in) and weights of the few kernel taps.  The same
+Here both routes are written once, in TensorFlow.  A named kernel becomes one *resampling plan* per
+axis (for every output position the input indices and weights of the few kernel taps, border folded
+in), applied as a batch of small dense matmuls: blocks of 32 output rows times the input window they
+read.  A numeric kernel is a single-channel convolution (strided when the kept pixels are every
+``1/scale``-th, else followed by a gather of the kept rows and columns).  The same
 code serves the numpy function :func:`imresize` (run through a cached ``tf.function``), ``tf.data``
 maps and ``tf.function`` training/adaptation steps (:func:`tf_imresize`), with dynamic image sizes and
 gradients with respect to the images.
@@ -160,7 +163,8 @@ def _float64(value):
     return tf.cast(value, tf.float64)
 
 
-def resampling_plan(in_length, out_length, scale, kernel: str = "cubic", antialiasing: bool = True):
+def resampling_plan(in_length, out_length, scale, kernel: str = "cubic", antialiasing: bool = True,
+                    fold_border: bool = True):
     """Weights and input indices that resample one axis, as the reference's ``calculate_weights_indices``.
 
     Args:
@@ -171,7 +175,8 @@ def resampling_plan(in_length, out_length, scale, kernel: str = "cubic", antiali
 
     Returns:
       ``(weights, indices)``: float64 ``[out_length, taps]`` weights whose rows sum to 1 and int32
-      ``[out_length, taps]`` 0-based indices into the input axis.  ``taps = ceil(width)`` (``width``
+      ``[out_length, taps]`` 0-based indices into the input axis (with ``fold_border=False``: before
+      the symmetric border is folded in, so they may be negative or ``>= in_length``).  ``taps = ceil(width)`` (``width``
       the kernel support, widened for antialiasing); the reference computes ``taps + 2`` columns and
       drops the first and last, which are always zero.  ``taps`` is static when ``scale`` is a number.
     """
@@ -204,7 +209,9 @@ def resampling_plan(in_length, out_length, scale, kernel: str = "cubic", antiali
     else:
         weights = tf.where(widen, scale * kernel_fn(distance * scale), kernel_fn(distance))
     weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)
-    indices = symmetric_fold(tf.cast(indices, tf.int32) - 1, in_length)
+    indices = tf.cast(indices, tf.int32) - 1
+    if fold_border:
+        indices = symmetric_fold(indices, in_length)
     return weights, indices
 
 
@@ -230,16 +237,47 @@ def subsample_positions(in_length, out_length, scale):
 # --------------------------------------------------------------------------------------------------
 # Applying plans and kernels to [N, H, W, C] tensors.
 
+_BLOCK_ROWS = 32  # output rows per dense block of a banded resampling matrix
+
+
+def _banded_blocks(weights, indices, in_length):
+    """Cut a banded resampling matrix into dense blocks of ``_BLOCK_ROWS`` consecutive output rows.
+
+    ``weights``/``indices``: a plan with unfolded indices (``fold_border=False``).  Block ``b`` reads
+    the input window ``start_b .. start_b + window - 1`` (unfolded; ``window`` the widest block's
+    span).  Returns ``matrices`` [blocks, _BLOCK_ROWS, window] (zero rows pad the last block) and
+    ``window_rows`` [blocks, window], the window positions with the symmetric border folded in.
+    """
+    out_length = tf.shape(weights)[0]
+    blocks = (out_length + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    padded_rows = tf.minimum(tf.range(blocks * _BLOCK_ROWS), out_length - 1)
+    weights = tf.concat([weights, tf.zeros([blocks * _BLOCK_ROWS - out_length, tf.shape(weights)[1]],
+                                           weights.dtype)], axis=0)
+    weights = tf.reshape(weights, [blocks, _BLOCK_ROWS, -1])
+    indices = tf.reshape(tf.gather(indices, padded_rows), [blocks, _BLOCK_ROWS, -1])
+    start = tf.reduce_min(indices, axis=[1, 2])
+    window = tf.reduce_max(tf.reduce_max(indices, axis=[1, 2]) - start) + 1
+    offsets = indices - start[:, None, None]
+    # Taps that fold onto the same input pixel stay separate columns: the matmul adds them up.
+    matrices = tf.reduce_sum(tf.one_hot(offsets, window, dtype=weights.dtype) * weights[..., None], axis=2)
+    window_rows = symmetric_fold(start[:, None] + tf.range(window)[None, :], in_length)
+    return matrices, window_rows
+
+
 def _resample_rows(images, weights, indices):
-    """Resample axis 1 of ``images`` [N, L, M, C] with a plan; returns [N, out, M, C]."""
-    weights = tf.cast(weights, images.dtype)
-    taps = weights.shape[1]
-    if taps is not None:
-        terms = [tf.gather(images, indices[:, t], axis=1) * weights[None, :, t, None, None]
-                 for t in range(taps)]
-        return tf.add_n(terms)
-    gathered = tf.gather(images, indices, axis=1)  # [N, out, taps, M, C]
-    return tf.reduce_sum(gathered * weights[None, :, :, None, None], axis=2)
+    """Resample axis 1 of ``images`` [N, L, M, C] with an unfolded plan; returns [N, out, M, C].
+
+    Computed as a batch of small dense matmuls (one per block of output rows) on gathered input
+    windows: no Python loop over rows or taps, one pass over the output.
+    """
+    shape = tf.shape(images)
+    in_length = shape[1]
+    flat = tf.reshape(images, [shape[0], in_length, shape[2] * shape[3]])
+    matrices, window_rows = _banded_blocks(tf.cast(weights, images.dtype), indices, in_length)
+    windows = tf.gather(flat, window_rows, axis=1)  # [N, blocks, window, M*C]
+    resized = tf.matmul(matrices, windows)  # [N, blocks, _BLOCK_ROWS, M*C]
+    resized = tf.reshape(resized, [shape[0], -1, shape[2], shape[3]])
+    return resized[:, :tf.shape(weights)[0]]
 
 
 def _swap_hw(images):
@@ -249,8 +287,8 @@ def _swap_hw(images):
 def _resize_named(images, out_h, out_w, scale, kernel, antialiasing):
     """Separable resize of [N, H, W, C] with a named kernel (no caching, no dtype handling)."""
     in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
-    weights_h, indices_h = resampling_plan(in_h, out_h, scale, kernel, antialiasing)
-    weights_w, indices_w = resampling_plan(in_w, out_w, scale, kernel, antialiasing)
+    weights_h, indices_h = resampling_plan(in_h, out_h, scale, kernel, antialiasing, fold_border=False)
+    weights_w, indices_w = resampling_plan(in_w, out_w, scale, kernel, antialiasing, fold_border=False)
     if _is_static_number(scale) and scale > 1:
         # Up-scaling: resample W first so the transposes move the smaller tensors.
         resized = _swap_hw(_resample_rows(_swap_hw(images), weights_w, indices_w))
