@@ -102,6 +102,28 @@ def test_reference_g20_kernel_is_isotropic_variance_2(reference_dir):
     np.testing.assert_allclose(k, kernels.isotropic_gaussian(21, 2.0), rtol=0, atol=1e-15)
 
 
+def _write_mat_v73(path, variables):
+    """A MATLAB v7.3 file: HDF5 with the 512-byte MATLAB header; arrays stored column-major (transposed)."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        for name, value in variables.items():
+            handle[name] = np.asarray(value).T
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116, b" ")
+    with open(path, "r+b") as raw:
+        raw.write(header + b"\x00" * 8 + b"\x00\x02" + b"IM")
+
+
+def test_load_matlab_v73(tmp_path):
+    k = kernels.anisotropic_gaussian(5, 0.5, 3.0, 1.0)[:, :4]
+    path = tmp_path / "v73.mat"
+    _write_mat_v73(path, {"kernel": k, "other": np.ones(2)})
+    np.testing.assert_array_equal(kernels.load_kernel(path), k)
+    _write_mat_v73(path, {"blur": k})
+    with pytest.raises(KernelError, match=r"v73\.mat: no variable 'kernel'.*variables present: blur"):
+        kernels.load_kernel(path)
+
+
 def test_load_missing_file(tmp_path):
     path = tmp_path / "nope.mat"
     with pytest.raises(KernelError, match=r"nope\.mat: kernel file not found"):
