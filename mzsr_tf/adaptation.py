@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +40,19 @@ class AdaptationResult:
 
     sr: np.ndarray
     initial_sr: np.ndarray
+    son_losses: np.ndarray
+    seconds: float
+
+
+@dataclasses.dataclass
+class MultiStepResult:
+    """One adaptation run observed at several step counts (``MetaTester.adapt_at_steps``).
+
+    ``srs[n]`` is the SR image (float32 HWC in [0, 1]) after ``n`` steps, equal to what ``adapt`` with
+    ``num_steps=n`` returns; ``son_losses`` and ``seconds`` cover the whole run (``max(srs)`` steps).
+    """
+
+    srs: Dict[int, np.ndarray]
     son_losses: np.ndarray
     seconds: float
 
@@ -69,14 +82,23 @@ class MetaTester:
         self._adapt_bicubic = tf.function(
             lambda lr, out_hw, rate_list, noise_seed: self._adapt(lr, None, out_hw, rate_list, noise_seed),
             autograph=False, input_signature=[image, shape, rates, seed])
+        record = tf.TensorSpec([None], tf.bool)
+        self._adapt_recording = tf.function(
+            self._adapt_and_record, autograph=False,
+            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, record, seed])
 
-    def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
+    def _son_and_input(self, lr, kernel, out_hw, noise_seed):
+        """The son's cubic upscale ``[1, h, w, C]`` (training input) and ``lr``'s ``[1, H, W, C]``."""
         cfg = self.config
         down_kernel = "cubic" if kernel is None else kernel
         son = degradation.tf_degrade(lr, down_kernel, cfg.scale, ds_method=cfg.ds_method,
                                      noise_std=cfg.noise_std, seed=noise_seed)
         son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)
         lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
+        return son_ilr, lr_ilr
+
+    def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
+        son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
         initial_sr = tf.clip_by_value(forward(self.params, lr_ilr)[0], 0.0, 1.0)
 
         def step(i, params, losses):
@@ -117,6 +139,61 @@ class MetaTester:
                                                  cfg.scale, cfg.ds_method)
         return AdaptationResult(sr=np.asarray(sr, np.float32), initial_sr=initial_sr,
                                 son_losses=losses, seconds=time.perf_counter() - start)
+
+
+    def _adapt_and_record(self, lr, kernel, out_hw, rates, record, noise_seed):
+        """``_adapt`` keeping the SR image after ``n`` steps for every ``n`` with ``record[n]``."""
+        son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
+        slots = tf.cumsum(tf.cast(record, tf.int32)) - 1  # where the SR after n steps goes
+
+        def keep_sr(n, params, srs):
+            return tf.cond(record[n],
+                           lambda: srs.write(slots[n], tf.clip_by_value(forward(params, lr_ilr)[0], 0.0, 1.0)),
+                           lambda: srs)
+
+        def step(i, params, losses, srs):
+            params, loss = inner.inner_step(forward, params, son_ilr[None], lr[None], rates[i])
+            return i + 1, params, losses.write(i, loss), keep_sr(i + 1, params, srs)
+
+        start = [tf.convert_to_tensor(p) for p in self.params]
+        srs = keep_sr(0, start, tf.TensorArray(tf.float32, size=slots[-1] + 1))
+        num_steps = tf.size(rates)
+        _, _, losses, srs = tf.while_loop(
+            lambda i, params, losses, srs: i < num_steps, step,
+            (tf.constant(0), start, tf.TensorArray(tf.float32, size=num_steps), srs))
+        return srs.stack(), losses.stack()
+
+    def adapt_at_steps(self, lr: np.ndarray, kernel: np.ndarray, step_counts: Sequence[int],
+                       output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+                       ) -> MultiStepResult:
+        """One run of ``max(step_counts)`` steps giving the SR image after each of ``step_counts``.
+
+        ``srs[n]`` equals ``adapt`` with ``num_steps=n`` (the same ops: step ``i`` always uses
+        ``config.inner_lr(i)``), at the cost of the longest run; ``config.num_steps`` is ignored.
+        ``kernel`` is a 2-D blur kernel (no bicubic son here); other arguments as ``adapt``.
+        """
+        cfg = self.config
+        counts = sorted(set(int(n) for n in step_counts))
+        if not counts or counts[0] < 0:
+            raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
+        if output_shape is None:
+            output_shape = tuple(int(np.ceil(n * cfg.scale)) for n in lr.shape[:2])
+        record = np.zeros(counts[-1] + 1, bool)
+        record[counts] = True
+        start = time.perf_counter()
+        srs, losses = self._adapt_recording(
+            tf.constant(lr, tf.float32), tf.constant(kernel, tf.float32),
+            tf.constant(output_shape, tf.int32),
+            tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32), tf.constant(record),
+            tf.constant(seed, tf.int32))
+        srs = {n: sr for n, sr in zip(counts, srs.numpy())}
+        if cfg.back_projection:
+            for n, sr in srs.items():
+                for _ in range(cfg.back_projection_iters):
+                    sr = degradation.back_projection(sr, lr, kernel, cfg.upscale_method, cfg.scale,
+                                                     cfg.ds_method)
+                srs[n] = np.asarray(sr, np.float32)
+        return MultiStepResult(srs=srs, son_losses=losses.numpy(), seconds=time.perf_counter() - start)
 
 
 def adapt_steps(params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tensor,

@@ -1,4 +1,6 @@
 """Tests of the meta-test (Algorithm 2): the in-graph loop, its invariants and the reference's numbers."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -96,3 +98,19 @@ def test_default_output_shape_is_ceil_of_scale_times_input(small_model, blur):
     result = MetaTester(small_model.trainable_variables, config).adapt(
         _smooth_image(np.random.default_rng(5), 15, 13), blur)
     assert result.sr.shape == (60, 52, 3)
+
+
+def test_adapt_at_steps_equals_separate_runs(small_model, blur):
+    # One run observed after 0, 1 and 4 steps gives exactly what three separate runs give.
+    lr = _smooth_image(np.random.default_rng(6), 22, 18)
+    config = preset_for_model(0).adaptation_config()
+    tester = MetaTester(small_model.trainable_variables, config)
+    multi = tester.adapt_at_steps(lr, blur, [4, 0, 1], output_shape=(44, 36))
+    assert sorted(multi.srs) == [0, 1, 4]
+    for n in (0, 1, 4):
+        tester.config = dataclasses.replace(config, num_steps=n)
+        single = tester.adapt(lr, blur, output_shape=(44, 36))
+        np.testing.assert_array_equal(multi.srs[n], single.sr)
+        np.testing.assert_array_equal(multi.son_losses[:n], single.son_losses)
+    assert multi.son_losses.shape == (4,)
+    assert not np.array_equal(multi.srs[0], multi.srs[4])
