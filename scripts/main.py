@@ -6,8 +6,8 @@ Meta-test (default): super-resolve every image of --inputpath by adapting the ne
         --savepath OUT --model 0 --num 10
 With no arguments it runs on the demo images in dataset/demo/ with the project's own model.
 
-Meta-training:
-    python scripts/main.py --train --trial T --step S
+Meta-training (from the bicubic-pretrained weights; resumes runs/meta/ModelT if it exists):
+    python scripts/main.py --train --trial T [--step S] [--config overrides.json] [--iterations N]
 
 Exit codes: 0 success, 2 bad input (the message names the file), 1 anything else.
 """
@@ -42,8 +42,26 @@ def parse_args(argv=None):
     # meta-training
     parser.add_argument("--train", action="store_true", dest="is_train", help="meta-train instead of testing")
     parser.add_argument("--trial", type=int, default=0, help="training run number (folder ModelT)")
-    parser.add_argument("--step", type=int, default=0, help="resume from this step's checkpoint")
+    parser.add_argument("--step", type=int, default=None,
+                        help="the step to resume; must match the latest checkpoint of the run "
+                             "(default: resume whatever is there, or start)")
     parser.add_argument("--config", default=None, help="JSON file of MetaTrainConfig overrides (training)")
+    parser.add_argument("--iterations", type=int, default=None, help="train until this meta-iteration")
+    parser.add_argument("--tfrecord", default=None, help="training records (TFRecord or HDF5)")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="runs go to CHECKPOINT_DIR/Model<trial> (default runs/meta)")
+    parser.add_argument("--transfer", default=None,
+                        help="pre-trained weights to start from ('none': random; default: "
+                             "../shared/mzsr_reference/Pretrained/Pretrained)")
+    parser.add_argument("--first-order-until", type=int, default=None,
+                        help="first-order meta-gradients before this iteration, second order from it")
+    parser.add_argument("--freeze-loss-weights", action="store_true",
+                        help="keep the query-loss weights at 1/K (the reference's behaviour)")
+    parser.add_argument("--print-every", type=int, default=None, help="log and summarise every N iterations")
+    parser.add_argument("--save-every", type=int, default=None, help="checkpoint every N iterations")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16"], default="float32")
+    parser.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                        help="tf.distribute strategy: tasks are split across replicas")
     args = parser.parse_args(argv)
     if args.num_steps < 1:
         parser.error(f"--num must be a positive integer, got {args.num_steps}")

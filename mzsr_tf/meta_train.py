@@ -1,0 +1,472 @@
+"""Meta-transfer learning (the paper's Algorithm 1): meta-gradients, the train step, the training run.
+
+One meta-iteration on ``T = meta_batch_size`` tasks, each a support set ``(inputa, labela)`` and a
+query set ``(inputb, labelb)`` of ``task_batch_size`` ILR/HR patches (float32 in [0, 1]):
+
+    for each task t:   θ_t,0 = θ
+                       θ_t,k+1 = θ_t,k − inner_lr ∇ L1(labela, f(θ_t,k; inputa))   k = 0 .. K−1
+                       L_t,k = L1(labelb, f(θ_t,k+1; inputb))                      (query loss)
+    objective = mean_k( w_k · mean_t L_t,k )         w = inner.loss_weights(step)
+    θ ← Adam(meta_lr)(θ, ∇_θ objective)
+
+exactly as the reference's ``train.py`` (``reduce_mean(total_losses2 * LW)``: the *mean*, not the sum,
+of the ``K`` weighted query losses).  Every inner step is ``mzsr_tf.inner.inner_step`` (shared with the
+meta-test).  Second-order meta-gradients come from differentiating through the inner gradients
+(nested ``tf.GradientTape``s inside one ``tf.function``); first order is the same code with the inner
+gradients stopped.  While ``step < config.second_order_from_step`` the first-order approximation is
+used (the reference's ``SECOND_ORDER_GRAD_ITER``, here a plain config threshold).
+
+Differences from the reference (see also ``MetaTrainConfig``):
+
+- The step counter advances with every meta-iteration, so the loss weights anneal as intended
+  (MAML++ multi-step loss).  The reference creates ``global_step`` but never increments it, so its
+  weights stay at ``1 / K`` (at their ``--step`` value when resumed); ``freeze_loss_weights=True``
+  keeps them at the step-0 values ``1 / K`` throughout.
+- The gradient of the objective is accumulated task by task (it is a sum over tasks), so memory
+  holds one task's graph at a time instead of all of them; the result is the same up to float
+  rounding order.
+- Adam's epsilon is TF1's default 1e-8 (Keras' default is 1e-7), so updates match the reference.
+- Checkpoints hold the model, Adam's state, the step and the data iterator's position, so a resumed
+  run sees the same tasks as an uninterrupted one.
+
+Scale-out and precision:
+
+- ``strategy``: tasks are split across replicas (``meta_batch_size`` must be a multiple of the replica
+  count); each replica's objective is its tasks' share of the global mean, and Keras all-reduces
+  (sums) the gradients before the identical Adam update on every replica.
+- ``precision='mixed_float16'``: convolutions run in float16, variables, fast weights, losses and
+  the residual addition stay float32.  The outer Adam is wrapped in a dynamic
+  ``LossScaleOptimizer`` (a step whose scaled gradients overflow is skipped and the scale halved).
+  Inner steps scale their support loss by a static ``INNER_LOSS_SCALE_FLOAT16`` before
+  differentiating and divide the gradients afterwards (``inner_step``'s ``loss_scale``), since the
+  per-pixel gradients of a mean L1 loss (~1e-5) are subnormal in float16.  The update is
+  mathematically unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mzsr_tf import inner
+from mzsr_tf.checkpoints import load_weights
+from mzsr_tf.config import MetaTrainConfig, ModelConfig, override, preset_for_model
+from mzsr_tf.model import MZSRNet, forward
+from mzsr_tf.training import (LoopResult, LoopSettings, NonFiniteLossError, ResumeError, RunState,
+                              SignalGuard, compute_dtype, is_chief, make_strategy, replica_count,
+                              run_directory, run_loop, split_across_replicas, write_images,
+                              write_scalars)
+
+log = logging.getLogger(__name__)
+
+TASK_KEYS = ("inputa", "labela", "inputb", "labelb")
+"""A meta-batch: support inputs/labels and query inputs/labels, each ``[tasks, images, H, W, C]``."""
+
+ADAM_EPSILON = 1e-8
+"""TF1's ``AdamOptimizer`` default, used by the reference."""
+
+INNER_LOSS_SCALE_FLOAT16 = 1024.0
+"""Static loss scale of the inner steps under ``mixed_float16`` (see the module docstring)."""
+
+Tasks = Mapping[str, tf.Tensor]
+ForwardFn = Callable[[Sequence[tf.Tensor], tf.Tensor], tf.Tensor]
+
+
+# --------------------------------------------------------------------------- the meta-objective
+
+def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Tensor,
+                  inputb: tf.Tensor, labelb: tf.Tensor, *, inner_lr: float, inner_steps: int,
+                  first_order: bool, forward_fn: ForwardFn = forward,
+                  inner_loss_scale: float = 1.0) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Adapt ``params`` to one task by ``inner_steps`` SGD steps on the support set.
+
+    Args:
+      params: the meta-parameters (variables or tensors, ``model.PARAM_NAMES`` order).
+      inputa, labela: support ILR inputs and HR labels, ``[N, H, W, C]`` in [0, 1].
+      inputb, labelb: query inputs and labels, ``[M, H, W, C]``.
+      first_order: stop the gradient through the inner gradients.
+
+    Returns ``(support_loss, query_losses, query_output)``: the support L1 loss before adaptation
+    (the reference's "pre-update loss"), float32 ``[inner_steps]`` query L1 losses after each step
+    (float64 for float64 inputs), and the query output after the last step.
+    """
+    fast = list(params)
+    if isinstance(inner_lr, (int, float)):  # exact in float64 too (tf.cast(0.1, ...) rounds via float32)
+        inner_lr = tf.constant(inner_lr, dtype=fast[0].dtype)
+    query_losses = []
+    support_loss = None
+    query_output = None
+    for k in range(inner_steps):
+        fast, loss = inner.inner_step(forward_fn, fast, inputa, labela, inner_lr,
+                                      first_order=first_order, loss_scale=inner_loss_scale)
+        if k == 0:
+            support_loss = loss
+        query_output = forward_fn(fast, inputb)
+        query_losses.append(inner.l1_loss(labelb, query_output))
+    return support_loss, tf.stack(query_losses), query_output
+
+
+def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.Tensor, *,
+                   total_tasks: int, inner_lr: float, inner_steps: int, first_order: bool,
+                   forward_fn: ForwardFn = forward, inner_loss_scale: float = 1.0,
+                   scale_loss: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                   ) -> Tuple[List[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Gradient of these tasks' part of the meta-objective, accumulated task by task.
+
+    The meta-objective over all ``total_tasks`` tasks is ``mean_k(w_k · mean_t L_t,k)`` =
+    ``Σ_t mean_k(w_k · L_t,k) / total_tasks``; ``tasks`` (``TASK_KEYS`` → ``[T_local, ...]``) may be
+    a replica's share of them.
+
+    Returns ``(gradients, support_loss_sum, query_loss_sums)``: gradients in ``variables`` order
+    (of ``scale_loss(objective part)`` when given: mixed-precision loss scaling), the sum over
+    these tasks of the pre-update support loss, and of each step's query loss ``[inner_steps]``.
+    """
+    num_tasks = tasks["inputa"].shape[0]
+    if num_tasks is None:
+        raise ValueError("the number of tasks per replica must be static")
+    variables = list(variables)
+    loss_dtype = tf.float64 if variables[0].dtype == tf.float64 else tf.float32
+
+    def one_task(t, grads, support_sum, query_sums):
+        with tf.GradientTape() as tape:
+            support_loss, query_losses, _ = adapt_to_task(
+                variables, *(tasks[key][t] for key in TASK_KEYS), inner_lr=inner_lr,
+                inner_steps=inner_steps, first_order=first_order, forward_fn=forward_fn,
+                inner_loss_scale=inner_loss_scale)
+            part = tf.reduce_mean(tf.cast(weights, loss_dtype) * query_losses) / total_tasks
+            if scale_loss is not None:
+                part = scale_loss(part)
+        task_grads = tape.gradient(part, variables)
+        return (t + 1, [g + h for g, h in zip(grads, task_grads)], support_sum + support_loss,
+                query_sums + query_losses)
+
+    # One task at a time (parallel_iterations=1): the graph is traced once whatever the number
+    # of tasks, and memory holds a single task's activations.
+    initial = (tf.constant(0), [tf.zeros(v.shape, v.dtype) for v in variables],
+               tf.zeros([], loss_dtype), tf.zeros([inner_steps], loss_dtype))
+    _, grads, support_sum, query_sums = tf.while_loop(
+        lambda t, *_: t < num_tasks, one_task, initial, parallel_iterations=1)
+    return grads, support_sum, query_sums
+
+
+# --------------------------------------------------------------------------- the trainer
+
+class MetaTrainer:
+    """The network, the outer Adam and the step counter, with ``tf.function`` meta-iterations.
+
+    Args:
+      config: the meta-training hyper-parameters (``meta_lr``, ``inner_lr``, ``inner_steps``,
+        ``meta_batch_size``, loss-weight schedule, ``second_order_from_step``, ``seed``).
+      model_config: the network (narrow ones for tests).
+      strategy: a ``tf.distribute`` strategy (default: none); tasks are split across replicas.
+      precision: ``'float32'`` or ``'mixed_float16'`` (see the module docstring).
+
+    ``model`` starts from random weights (seeded by ``config.seed``); ``load_transfer`` loads the
+    pretrained ones.  ``train_step(tasks)`` runs one meta-iteration and returns its metrics.
+    """
+
+    def __init__(self, config: MetaTrainConfig, model_config: ModelConfig = ModelConfig(),
+                 strategy: Optional[tf.distribute.Strategy] = None, precision: str = "float32"):
+        self.config = config
+        self.precision = precision
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.tasks_per_replica = replica_count(self.strategy, config.meta_batch_size,
+                                               "meta_batch_size (tasks per meta-iteration)")
+        mixed = compute_dtype(precision) == tf.float16
+        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(precision))
+        self.inner_loss_scale = INNER_LOSS_SCALE_FLOAT16 if mixed else 1.0
+        with self.strategy.scope():
+            self.model = MZSRNet(model_config, seed=config.seed)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            adam = keras.optimizers.Adam(learning_rate=config.meta_lr, epsilon=ADAM_EPSILON)
+            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if mixed else adam
+            self.optimizer.build(self.model.trainable_variables)
+        self._step_fn = tf.function(self._distributed_step)
+        self._gradients_fn = tf.function(self._distributed_gradients)
+        self._query_output_fn = tf.function(self._query_output)
+
+    @property
+    def variables(self) -> List[tf.Variable]:
+        return list(self.model.trainable_variables)
+
+    def load_transfer(self, path: str) -> str:
+        """Load the (pre-trained) weights at ``path`` (TF1 or TF2 checkpoint); return what was read."""
+        return load_weights(self.model, path)
+
+    def first_order_at(self, step: int) -> bool:
+        """Whether meta-iteration ``step`` uses the first-order approximation."""
+        return step < self.config.second_order_from_step
+
+    def loss_weights_at(self, step) -> tf.Tensor:
+        """The query-loss weights ``[inner_steps]`` of meta-iteration ``step``."""
+        config = self.config
+        if config.freeze_loss_weights:
+            step = 0
+        return inner.loss_weights(step, config.inner_steps, config.loss_weight_anneal_steps,
+                                  config.loss_weight_floor)
+
+    # -- inside tf.function
+
+    def _replica_gradients(self, tasks: Tasks, weights: tf.Tensor, first_order: bool):
+        scale_loss = getattr(self.optimizer, "scale_loss", None) if self.inner_loss_scale != 1.0 \
+            else None
+        return meta_gradients(
+            self.variables, tasks, weights, total_tasks=self.config.meta_batch_size,
+            inner_lr=self.config.inner_lr, inner_steps=self.config.inner_steps,
+            first_order=first_order, forward_fn=self.forward_fn,
+            inner_loss_scale=self.inner_loss_scale, scale_loss=scale_loss)
+
+    def _replica_step(self, tasks: Tasks, weights: tf.Tensor, first_order: bool):
+        grads, support_sum, query_sums = self._replica_gradients(tasks, weights, first_order)
+        # Keras sums the gradients over replicas, then applies the same update on each.
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        return support_sum, query_sums
+
+    def _metrics(self, support_sum, query_sums, weights) -> Dict[str, tf.Tensor]:
+        total = float(self.config.meta_batch_size)
+        query = self.strategy.reduce(tf.distribute.ReduceOp.SUM, query_sums, axis=None) / total
+        return {"pre_update_loss": self.strategy.reduce(tf.distribute.ReduceOp.SUM, support_sum,
+                                                        axis=None) / total,
+                "query_losses": query,
+                "objective": tf.reduce_mean(weights * query),
+                "loss_weights": weights}
+
+    def _distributed_step(self, tasks: Tasks, first_order: bool) -> Dict[str, tf.Tensor]:
+        weights = self.loss_weights_at(self.step)
+        support_sum, query_sums = self.strategy.run(self._replica_step,
+                                                    args=(tasks, weights, first_order))
+        metrics = self._metrics(support_sum, query_sums, weights)
+        self.step.assign_add(1)
+        return metrics
+
+    def _distributed_gradients(self, tasks: Tasks, first_order: bool):
+        weights = self.loss_weights_at(self.step)
+        grads, support_sum, query_sums = self.strategy.run(self._replica_gradients,
+                                                           args=(tasks, weights, first_order))
+        grads = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in grads]
+        return grads, self._metrics(support_sum, query_sums, weights)
+
+    def _query_output(self, inputa, labela, inputb, labelb):
+        _, _, output = adapt_to_task(
+            self.variables, inputa, labela, inputb, labelb, inner_lr=self.config.inner_lr,
+            inner_steps=self.config.inner_steps, first_order=True, forward_fn=self.forward_fn,
+            inner_loss_scale=self.inner_loss_scale)
+        return output
+
+    # -- eager API
+
+    def distribute(self, tasks: Tasks) -> Tasks:
+        """Split a global meta-batch of tensors across replicas (no-op without distribution)."""
+        return split_across_replicas(self.strategy, {k: tasks[k] for k in TASK_KEYS})
+
+    def train_step(self, tasks: Tasks) -> Dict[str, np.ndarray]:
+        """One meta-iteration on ``tasks`` (global tensors or distributed values); returns metrics.
+
+        Metrics (numpy): ``pre_update_loss``, ``query_losses`` ``[inner_steps]`` (means over tasks),
+        ``objective`` (the weighted meta-objective) and the ``loss_weights`` used; the step
+        counter advances by one.
+        """
+        first_order = self.first_order_at(int(self.step.numpy()))
+        metrics = self._step_fn(self.distribute(tasks), first_order=first_order)
+        return {k: v.numpy() for k, v in metrics.items()}
+
+    def compute_gradients(self, tasks: Tasks, first_order: Optional[bool] = None
+                          ) -> Tuple[List[np.ndarray], Dict[str, np.ndarray]]:
+        """The meta-gradient at the current weights and step, without applying it.
+
+        ``first_order`` defaults to the config's choice for the current step.
+        """
+        if first_order is None:
+            first_order = self.first_order_at(int(self.step.numpy()))
+        grads, metrics = self._gradients_fn(self.distribute(tasks), first_order=bool(first_order))
+        return [g.numpy() for g in grads], {k: v.numpy() for k, v in metrics.items()}
+
+    def query_images(self, tasks: Tasks, max_images: int = 4) -> Dict[str, tf.Tensor]:
+        """First task's query input, adapted output and GT (the reference's image summaries)."""
+        local = {k: self.strategy.experimental_local_results(tasks[k])[0][0][:max_images]
+                 if isinstance(tasks[k], tf.distribute.DistributedValues) else tasks[k][0][:max_images]
+                 for k in TASK_KEYS}
+        output = self._query_output_fn(*(local[k] for k in TASK_KEYS))
+        return {"1.Input_query": local["inputb"], "2.output_query": output,
+                "3.GT": local["labelb"]}
+
+
+# --------------------------------------------------------------------------- data
+
+def task_dataset(config: MetaTrainConfig, source: Any = None,
+                 seed: Optional[int] = None) -> tf.data.Dataset:
+    """Endless meta-batches (dicts of ``TASK_KEYS``) for ``config`` from ``source``.
+
+    ``source``: record files (default ``config.tfrecord_path``) or a ``tf.data.Dataset`` of HR
+    patches ``[P, P, C]`` (``P = config.patch_size``).  Records of larger patches (e.g. the standard
+    64x64 ones for ``patch_size=32``) are cut to ``patch_size`` by random crops, a fresh one each
+    time a record is read, drawn from stateless seeds ``(seed, read count)``.
+    """
+    from mzsr_tf.data.pipelines import meta_task_dataset
+    from mzsr_tf.data.records import LABEL_KEY, read_patches, shapes_from_metadata
+
+    seed = config.seed if seed is None else seed
+    if source is None:
+        source = config.tfrecord_path
+    if isinstance(source, tf.data.Dataset):
+        return meta_task_dataset(source, config, seed)
+    try:
+        shape = tuple(shapes_from_metadata(source, [LABEL_KEY])[LABEL_KEY])
+    except ValueError:
+        shape = (config.patch_size, config.patch_size, config.channels)
+        log.info("no patch shape recorded for %s; assuming %s", source, shape)
+    size = config.patch_size
+    if shape[0] < size or shape[1] < size or shape[2] != config.channels:
+        raise ValueError(f"{source}: patches are {shape}, cannot make {size}x{size}x"
+                         f"{config.channels} training patches from them")
+    patches = read_patches(source, shape)
+    if shape[:2] != (size, size):
+        log.info("cutting random %dx%d crops from the %dx%d patches of %s", size, size, *shape[:2],
+                 source)
+
+        def crop(index, patch):
+            crop_seed = tf.stack([tf.constant(seed, tf.int64), index])
+            return tf.image.stateless_random_crop(patch, [size, size, config.channels], crop_seed)
+
+        patches = patches.repeat().enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    return meta_task_dataset(patches, config, seed)
+
+
+def _data_is_checkpointable(source: Any) -> bool:
+    """TFRecord and in-memory pipelines can save their position; HDF5 (a Python generator) cannot."""
+    if isinstance(source, tf.data.Dataset):
+        return True
+    from mzsr_tf.data.records import format_of, resolve_record_files
+    return format_of(resolve_record_files(source)[0]) != "hdf5"
+
+
+# --------------------------------------------------------------------------- the run
+
+def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = None,
+                      model_config: ModelConfig = ModelConfig(), precision: str = "float32",
+                      strategy: Optional[tf.distribute.Strategy] = None,
+                      requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None,
+                      extra_info: Optional[Mapping[str, Any]] = None) -> LoopResult:
+    """Meta-train into the run folder ``directory`` until ``config.meta_iter`` iterations.
+
+    Resumes from the folder's latest checkpoint if there is one (``requested_step``, the
+    reference's ``--step``, must then match it); otherwise starts from ``config.transfer_checkpoint``
+    (the bicubic-pretrained weights; ``None`` means random weights).  Saves ``config.json``, a
+    checkpoint every ``save_every`` iterations (keeping ``max_to_keep``), TensorBoard summaries in
+    ``logs/`` every ``print_every``, and a checkpoint on SIGINT/SIGTERM.  Raises
+    ``NonFiniteLossError`` (nothing saved) when a loss becomes NaN or Inf.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    trainer = MetaTrainer(config, model_config, strategy, precision)
+    # Every worker reads whole meta-batches (the same ones: the pipeline is deterministic) and each
+    # replica takes its slice of the tasks in ``train_step``; unlike a distributed iterator, this
+    # iterator can be checkpointed, so a resumed run continues the same task stream.
+    batches = iter(task_dataset(config, source))
+    trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
+    if _data_is_checkpointable(source if source is not None else config.tfrecord_path):
+        trackables["data"] = batches
+    else:
+        log.info("HDF5 records: their reader cannot save its position, so a resumed run draws "
+                 "tasks afresh")
+    state = RunState(directory, config, trainer.step, config.max_to_keep, chief=is_chief(strategy),
+                     **trackables)
+    resumed = state.resume(requested_step)
+    if resumed:
+        log.info("[*] resumed %s at iteration %d", resumed, state.current_step)
+    elif config.transfer_checkpoint:
+        loaded = trainer.load_transfer(config.transfer_checkpoint)
+        log.info("[*] transfer: starting from the pre-trained weights %s", loaded)
+    else:
+        log.info("[*] no transfer checkpoint: starting from random weights (seed %d)", config.seed)
+    state.write_config(dict(extra_info or {}, precision=precision,
+                            replicas=strategy.num_replicas_in_sync,
+                            model=dataclasses.asdict(model_config)))
+    log.info("[*] meta-training %s: %d tasks x %d images of %dx%d, %d inner steps, inner_lr %g, "
+             "meta_lr %g, %s, %d replica(s); first order until iteration %d; loss weights %s",
+             directory, config.meta_batch_size, config.task_batch_size, config.patch_size,
+             config.patch_size, config.inner_steps, config.inner_lr, config.meta_lr, precision,
+             strategy.num_replicas_in_sync, config.second_order_from_step,
+             "frozen at 1/K" if config.freeze_loss_weights else "annealed")
+
+    def step_fn(tasks):
+        step = state.current_step
+        if step == config.second_order_from_step and step > 0:
+            log.info("[*] iteration %d: switching to second-order meta-gradients", step)
+        return trainer.train_step(tasks)
+
+    def report(step: int, metrics: Mapping[str, np.ndarray], tasks) -> None:
+        query = metrics["query_losses"]
+        log.info("Iteration: %d (Pre, Post) Loss: %.6f %.6f  objective %.6f  Time: %.2f  "
+                 "(%.3f it/s, data wait %.0f%%)", step, metrics["pre_update_loss"], query[-1],
+                 metrics["objective"], metrics["seconds"], metrics["steps_per_second"],
+                 100 * metrics["data_wait_share"])
+        scalars = {"loss/pre_update": metrics["pre_update_loss"],
+                   "loss/objective": metrics["objective"],
+                   "time/iterations_per_second": metrics["steps_per_second"],
+                   "time/data_wait_share": metrics["data_wait_share"]}
+        for k, value in enumerate(query):
+            scalars[f"loss/query_step_{k + 1}"] = value
+            scalars[f"loss_weight/step_{k + 1}"] = metrics["loss_weights"][k]
+        write_scalars(state.writer, step, scalars)
+        write_images(state.writer, step, trainer.query_images(tasks))
+
+    settings = LoopSettings(config.meta_iter, config.print_every, config.save_every)
+    return run_loop(step_fn, batches, state, settings, report, guard)
+
+
+# --------------------------------------------------------------------------- command line
+
+def config_from_flags(args) -> MetaTrainConfig:
+    """The preset of ``--model`` (the authors' meta-batch settings), ``--config`` JSON overrides,
+    then the individual training flags, in that order."""
+    config = preset_for_model(args.model).meta_train_config()
+    if getattr(args, "config", None):
+        try:
+            with open(args.config) as f:
+                values = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--config {args.config}: cannot read a JSON object ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {args.config}: expected a JSON object of MetaTrainConfig "
+                             f"options, got {type(values).__name__}")
+        config = override(config, values.get("values", values))
+    flags = {"meta_iter": "iterations", "tfrecord_path": "tfrecord",
+             "second_order_from_step": "first_order_until", "checkpoint_dir": "checkpoint_dir",
+             "transfer_checkpoint": "transfer", "print_every": "print_every",
+             "save_every": "save_every"}
+    values = {field: getattr(args, flag) for field, flag in flags.items()
+              if getattr(args, flag, None) is not None}
+    if getattr(args, "freeze_loss_weights", False):
+        values["freeze_loss_weights"] = True
+    if values.get("transfer_checkpoint") in ("", "none"):
+        values["transfer_checkpoint"] = None
+    return override(config, values)
+
+
+def train_from_flags(args) -> int:
+    """``scripts/main.py --train``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
+    from mzsr_tf.checkpoints import CheckpointError
+    from mzsr_tf.data.records import RecordError
+
+    try:
+        config = config_from_flags(args)
+        strategy = make_strategy(getattr(args, "strategy", None) or "default")
+        directory = run_directory(config.checkpoint_dir, args.trial)
+        result = run_meta_training(config, directory, precision=args.precision or "float32",
+                                   strategy=strategy, requested_step=args.step,
+                                   extra_info={"trial": args.trial, "preset_model": args.model})
+    except (CheckpointError, RecordError, ResumeError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", flush=True, file=sys.stderr)
+        return 2
+    except NonFiniteLossError as error:
+        print(f"error: {error}", flush=True, file=sys.stderr)
+        return 1
+    log.info("[*] %s: iteration %d, checkpoint %s", result.status, result.step, result.checkpoint)
+    return 0
