@@ -113,3 +113,86 @@ def meta_train_from_flags(args) -> int:
     except _bad_input_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------- test sets and evaluation
+
+def _evaluation_errors():
+    from mzsr_tf.evaluate import EvaluationError
+    from mzsr_tf.testsets import TestSetError
+    return _bad_input_errors() + (EvaluationError, TestSetError)
+
+
+def split_names(values) -> list:
+    """Flag values given as ``a,b c`` (commas and/or spaces) as a list of names; None stays None."""
+    if values is None:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def make_testsets_from_flags(args) -> int:
+    """``scripts/make_testsets.py``: the paper's LR inputs, kernels and modcropped GT."""
+    _setup_logging()
+    from mzsr_tf.testsets import PAPER_KERNELS, make_testset
+    try:
+        make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
+                     split_names(args.sets), log=log.info)
+    except _evaluation_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    log.info("test set written to %s", args.out)
+    return EXIT_OK
+
+
+def checkpoints_for_presets(entries, presets, repo_root: str) -> dict:
+    """The checkpoint of each preset from ``--checkpoint`` entries.
+
+    An entry is ``PATH`` (for every preset) or ``PRESET=PATH`` (e.g. ``bicubic_x2=checkpoints/Model/
+    Bicubicx2``); a preset with neither gets ``resolve_checkpoint``'s default (the authors' file in
+    ``checkpoints/Model/`` or the project's own model).
+    """
+    from mzsr_tf.config import PRESETS, get_preset
+    from mzsr_tf.evaluate import EvaluationError
+    common, by_preset = None, {}
+    for entry in entries or []:
+        name, sep, path = entry.partition("=")
+        if sep and name in PRESETS:
+            by_preset[name] = path
+        elif common is not None:
+            raise EvaluationError(f"--checkpoint: two paths for every preset ({common}, {entry}); "
+                                  "use PRESET=PATH to give one per preset")
+        else:
+            common = entry
+    return {preset: by_preset.get(preset) or resolve_checkpoint(common, get_preset(preset), repo_root)
+            for preset in presets}
+
+
+def evaluate_from_flags(args) -> int:
+    """``scripts/evaluate.py``: the benchmark table over test sets × kernels × steps, and figures."""
+    _setup_logging()
+    try:
+        return _evaluate(args)
+    except _evaluation_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _evaluate(args) -> int:
+    from mzsr_tf import evaluate
+
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cells = evaluate.find_cells(args.testsets, split_names(args.kernels), split_names(args.sets))
+    presets = sorted({cell.kernel.preset for cell in cells})
+    checkpoints = checkpoints_for_presets(args.checkpoint, presets, repo_root)
+    zssr = evaluate.ZSSRConfig(max_steps=args.zssr_steps)
+    log.info("%d cells (%s), steps %s, baselines %s", len(cells),
+             ", ".join(f"{c.kernel.name}/{c.set_name}" for c in cells), args.steps,
+             ", ".join(split_names(args.baselines)) or "none")
+    results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
+                                zssr=zssr, figure_images=split_names(args.figure_images), log=log.info)
+    paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
+                                   testsets=args.testsets)
+    log.info("\n%s", evaluate.markdown_table(results))
+    log.info("[*] %d images in %.1f s; wrote %s", len(results["images"]), results["seconds_total"],
+             ", ".join(paths.values()))
+    return EXIT_OK

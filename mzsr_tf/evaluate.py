@@ -1,0 +1,540 @@
+"""Benchmark tables: MZSR after n steps beside bicubic interpolation and a ZSSR-like baseline.
+
+A *cell* is one paper kernel (``mzsr_tf.testsets``) on one image set of a test set made by
+``make_testset``.  For every image of every cell, ``evaluate``:
+
+* adapts the network once for ``max(steps)`` steps and reads the SR image after each requested step
+  count (``MetaTester.adapt_at_steps``, identical to separate meta-test runs); ``MZSR (0)`` is the
+  network before adaptation;
+* ``bicubic``: the LR input upscaled by MATLAB-style cubic interpolation (``imresize``, float64);
+* ``zssr``: the same adaptation (same starting weights, son, loss, plain SGD and learning-rate
+  schedule, whose last rate continues) run for up to ``ZSSRConfig.max_steps`` steps and stopped early
+  when the son loss stalls (``zssr_should_stop``).  It is a no-meta-learning baseline in the sense of
+  "many steps instead of a learned initialisation"; with the bicubic-pretrained weights it is the
+  paper's "fine-tuning from a pre-trained model" (its Fig. 1c).  It is not the ZSSR of Shocher et al.
+  (random initialisation, Adam, augmentations, gradual scales), whose numbers the paper quotes.
+
+Scores are the reference's: PSNR and SSIM on the Y channel of uint8 images, shaving ``int(scale)``
+pixels (``metrics.psnr_y``, ``metrics.ssim_y``), against the GT modcropped by the scale; the model
+preset (test-time learning-rate schedule, subsampling) is the one the kernel names.
+
+``write_results`` writes ``results.json`` (every image and every cell), ``results.csv`` (one row per
+cell and method), ``results.md`` (the paper's layout, with the paper's numbers beside ours) and the
+figures of ``mzsr_tf.plots``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from mzsr_tf import inner, metrics
+from mzsr_tf.adaptation import MetaTester
+from mzsr_tf.config import AdaptationConfig, get_preset
+from mzsr_tf.degradation import degrade
+from mzsr_tf.imresize import imresize
+from mzsr_tf.kernels import load_kernel
+from mzsr_tf.meta_test import check_pair, list_images, read_rgb
+from mzsr_tf.model import forward
+from mzsr_tf.testsets import KERNEL_FILE, PAPER_KERNELS, PaperKernel, get_kernel
+
+BASELINES = ("bicubic", "zssr")
+
+# The paper's Table 2 (x2; its "Bicubic" is interpolation, "ZSSR" Shocher et al.'s method) and its
+# x4 table (the reference README's figure/resultx4.png): (PSNR, SSIM) by (kernel, set, column).
+PAPER_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, float]]] = {
+    ("g02", "Set5"): {"bicubic": (30.24, 0.8976), "zssr": (34.29, 0.9373),
+                      "mzsr_1": (33.14, 0.9277), "mzsr_10": (33.74, 0.9301)},
+    ("g02", "BSD100"): {"bicubic": (27.45, 0.7992), "zssr": (29.35, 0.8465),
+                        "mzsr_1": (28.74, 0.8389), "mzsr_10": (29.03, 0.8415)},
+    ("g02", "Urban100"): {"bicubic": (24.70, 0.7958), "zssr": (28.13, 0.8788),
+                          "mzsr_1": (26.24, 0.8394), "mzsr_10": (26.60, 0.8439)},
+    ("g20", "Set5"): {"bicubic": (28.73, 0.8449), "zssr": (34.90, 0.9397),
+                      "mzsr_1": (35.20, 0.9398), "mzsr_10": (36.05, 0.9439)},
+    ("g20", "BSD100"): {"bicubic": (26.51, 0.7157), "zssr": (30.57, 0.8712),
+                        "mzsr_1": (30.58, 0.8627), "mzsr_10": (31.09, 0.8739)},
+    ("g20", "Urban100"): {"bicubic": (23.70, 0.7109), "zssr": (27.86, 0.8582),
+                          "mzsr_1": (28.23, 0.8657), "mzsr_10": (29.19, 0.8838)},
+    ("gani", "Set5"): {"bicubic": (28.15, 0.8265), "zssr": (33.96, 0.9307),
+                       "mzsr_1": (34.05, 0.9271), "mzsr_10": (34.78, 0.9323)},
+    ("gani", "BSD100"): {"bicubic": (26.00, 0.6891), "zssr": (29.72, 0.8479),
+                         "mzsr_1": (28.82, 0.8013), "mzsr_10": (29.54, 0.8297)},
+    ("gani", "Urban100"): {"bicubic": (23.13, 0.6796), "zssr": (27.03, 0.8335),
+                           "mzsr_1": (26.51, 0.8126), "mzsr_10": (27.34, 0.8369)},
+    ("b13", "Set5"): {"bicubic": (30.54, 0.8773), "zssr": (35.24, 0.9434),
+                      "mzsr_1": (35.18, 0.9430), "mzsr_10": (36.64, 0.9498)},
+    ("b13", "BSD100"): {"bicubic": (27.49, 0.7546), "zssr": (30.74, 0.8743),
+                        "mzsr_1": (29.02, 0.8544), "mzsr_10": (31.25, 0.8818)},
+    ("b13", "Urban100"): {"bicubic": (24.74, 0.7527), "zssr": (28.30, 0.8693),
+                          "mzsr_1": (28.27, 0.8771), "mzsr_10": (29.83, 0.8965)},
+    ("g20x4", "Set5"): {"bicubic": (24.74, 0.7321), "zssr": (27.39, 0.7685),
+                        "mzsr_1": (30.20, 0.8655), "mzsr_10": (30.50, 0.8704)},
+    ("g20x4", "BSD100"): {"bicubic": (24.01, 0.5998), "zssr": (25.89, 0.6776),
+                          "mzsr_1": (26.73, 0.7138), "mzsr_10": (26.89, 0.7168)},
+    ("g20x4", "Urban100"): {"bicubic": (21.16, 0.5811), "zssr": (23.53, 0.6822),
+                            "mzsr_1": (24.36, 0.7333), "mzsr_10": (24.65, 0.7394)},
+}
+
+
+class EvaluationError(ValueError):
+    """A bad evaluation request (missing set or kernel folder, bad steps); names the path or value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ZSSRConfig:
+    """The ZSSR-like baseline's step budget and early stopping (see ``zssr_should_stop``)."""
+
+    max_steps: int = 2000
+    check_every: int = 50
+    patience: int = 3
+    min_rel_improvement: float = 1e-3
+
+    def __post_init__(self):
+        if self.max_steps < 1 or self.check_every < 1 or self.patience < 1:
+            raise EvaluationError(f"ZSSR budget must have max_steps, check_every, patience >= 1, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One paper kernel on one image set of a test set: where its inputs, GT and kernel file are."""
+
+    kernel: PaperKernel
+    set_name: str
+    input_dir: str
+    gt_dir: str
+    kernel_path: str
+
+
+def column_key(method: str, steps: Optional[int] = None) -> str:
+    """``bicubic``, ``zssr`` or ``mzsr_<steps>``: the key of a table column."""
+    return f"mzsr_{steps}" if method == "mzsr" else method
+
+
+def column_title(key: str) -> str:
+    """``Bicubic``, ``ZSSR`` or ``MZSR (n)``."""
+    if key.startswith("mzsr_"):
+        return f"MZSR ({key[5:]})"
+    return {"bicubic": "Bicubic", "zssr": "ZSSR"}[key]
+
+
+def check_steps(steps: Sequence[int]) -> Tuple[int, ...]:
+    """Sorted unique step counts; each must be an integer >= 0."""
+    if not steps:
+        raise EvaluationError("no step counts given (e.g. --steps 0 1 10)")
+    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0]
+    if bad:
+        raise EvaluationError(f"step counts must be integers >= 0, got {list(steps)}")
+    return tuple(sorted(set(int(s) for s in steps)))
+
+
+def check_baselines(baselines: Sequence[str]) -> Tuple[str, ...]:
+    """The baselines in ``BASELINES`` order; an unknown name is an error listing the known ones."""
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise EvaluationError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    return tuple(b for b in BASELINES if b in baselines)
+
+
+def _subfolders(folder: str) -> List[str]:
+    return sorted(e for e in os.listdir(folder) if os.path.isdir(os.path.join(folder, e)))
+
+
+def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
+               set_names: Optional[Sequence[str]] = None) -> List[Cell]:
+    """The cells of a test set (layout of ``mzsr_tf.testsets``), kernels × sets, checked.
+
+    Without ``kernel_names``/``set_names`` every kernel folder and set found is used.  An unknown
+    kernel name, a kernel or set absent from the test set, a missing GT folder or kernel file is an
+    ``EvaluationError``/``TestSetError`` naming it and listing what exists.
+    """
+    input_root = os.path.join(testset_dir, "Input")
+    if not os.path.isdir(testset_dir):
+        raise EvaluationError(f"test-set folder {testset_dir} does not exist")
+    if not os.path.isdir(input_root):
+        raise EvaluationError(f"{testset_dir} is not a test set: no Input/ folder (make one with "
+                              "scripts/make_testsets.py)")
+    present = _subfolders(input_root)
+    if kernel_names:
+        paper_kernels = [get_kernel(name) for name in kernel_names]
+        absent = [k.name for k in paper_kernels if k.name not in present]
+        if absent:
+            raise EvaluationError(f"kernel(s) {', '.join(absent)} not in test set {testset_dir}; it has: "
+                                  + (", ".join(present) or "(none)"))
+    else:  # every kernel folder, in the paper's order
+        paper_kernels = sorted((get_kernel(name) for name in present), key=lambda k: list(PAPER_KERNELS).index(k.name))
+        if not paper_kernels:
+            raise EvaluationError(f"test set {testset_dir} has no kernel folders under Input/")
+    cells = []
+    for paper_kernel in paper_kernels:
+        kernel_dir = os.path.join(input_root, paper_kernel.name)
+        sets_here = _subfolders(kernel_dir)
+        wanted = list(set_names) if set_names else sets_here
+        missing = [s for s in wanted if s not in sets_here]
+        if missing:
+            raise EvaluationError(f"set(s) {', '.join(missing)} not found in {kernel_dir}; available: "
+                                  + (", ".join(sets_here) or "(none)"))
+        if not wanted:
+            raise EvaluationError(f"{kernel_dir} holds no image sets")
+        kernel_path = os.path.join(kernel_dir, KERNEL_FILE)
+        if not os.path.isfile(kernel_path):
+            raise EvaluationError(f"kernel file {kernel_path} is missing")
+        for set_name in wanted:
+            gt_dir = os.path.join(testset_dir, paper_kernel.gt_folder, set_name)
+            if not os.path.isdir(gt_dir):
+                raise EvaluationError(f"GT folder {gt_dir} for {paper_kernel.name}/{set_name} does not exist")
+            cells.append(Cell(paper_kernel, set_name, os.path.join(kernel_dir, set_name), gt_dir,
+                              kernel_path))
+    return cells
+
+
+def _image_pairs(cell: Cell) -> List[Tuple[str, str]]:
+    inputs = list_images(cell.input_dir, "input")
+    gts = list_images(cell.gt_dir, "GT")
+    if len(inputs) != len(gts):
+        raise EvaluationError(f"{len(inputs)} images in {cell.input_dir} but {len(gts)} in {cell.gt_dir}; "
+                              "they are paired by sorted order")
+    return list(zip(inputs, gts))
+
+
+def _read_pair(cell: Cell, lr_path: str, gt_path: str, kernel: np.ndarray):
+    lr = read_rgb(lr_path)
+    gt = metrics.modcrop(read_rgb(gt_path), cell.kernel.scale)
+    check_pair(lr_path, lr.shape, gt_path, gt.shape, cell.kernel.scale)
+    if kernel.shape[0] > lr.shape[0] or kernel.shape[1] > lr.shape[1]:
+        raise EvaluationError(f"kernel {cell.kernel_path} is {kernel.shape[0]}x{kernel.shape[1]}, larger "
+                              f"than input {lr_path} ({lr.shape[0]}x{lr.shape[1]})")
+    return lr, gt
+
+
+def check_cells(cells: Sequence[Cell]) -> Dict[str, np.ndarray]:
+    """Read every kernel and image pair once (sizes, pairing) before any work; returns the kernels."""
+    kernels = {}
+    for cell in cells:
+        kernels[cell.kernel_path] = load_kernel(cell.kernel_path).astype(np.float32)
+        for lr_path, gt_path in _image_pairs(cell):
+            _read_pair(cell, lr_path, gt_path, kernels[cell.kernel_path])
+    return kernels
+
+
+def zssr_should_stop(son_losses: np.ndarray, config: ZSSRConfig) -> bool:
+    """Early stopping of the ZSSR baseline, checked after every ``check_every`` steps.
+
+    ``son_losses[i]`` is the son loss before step ``i``.  A check *improves* when the lowest loss of
+    its last ``check_every`` steps is below ``(1 - min_rel_improvement)`` times the lowest loss before
+    them.  Stop when the last ``patience`` checks all failed to improve.
+    """
+    every = config.check_every
+    checks = len(son_losses) // every
+    if checks <= config.patience:
+        return False
+    for k in range(checks - config.patience, checks):
+        best_before = np.min(son_losses[:k * every])
+        if np.min(son_losses[k * every:(k + 1) * every]) < best_before * (1 - config.min_rel_improvement):
+            return False
+    return True
+
+
+@dataclasses.dataclass
+class ZSSRResult:
+    """The ZSSR baseline on one image: SR float32 HWC in [0, 1], steps run, son losses, seconds."""
+
+    sr: np.ndarray
+    steps: int
+    son_losses: np.ndarray
+    seconds: float
+
+
+class ZSSRBaseline:
+    """The meta-test's adaptation run in chunks of ``check_every`` steps until ``zssr_should_stop``.
+
+    The son and the inputs are made in numpy float64 (``degrade``, ``imresize``); the steps run in
+    one ``tf.function`` per chunk (``inner.inner_step``), one trace for every image size.
+    """
+
+    def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig, budget: ZSSRConfig):
+        self.params = list(params)
+        self.config = config
+        self.budget = budget
+        image = tf.TensorSpec([1, None, None, None], tf.float32)
+        param_specs = [tf.TensorSpec(p.shape, tf.float32) for p in self.params]
+        self._steps = tf.function(self._run_steps, autograph=False,
+                                  input_signature=[param_specs, image, image, tf.TensorSpec([None], tf.float32)])
+        self._output = tf.function(lambda params, x: tf.clip_by_value(forward(params, x)[0], 0.0, 1.0),
+                                   autograph=False, input_signature=[param_specs, image])
+
+    @staticmethod
+    def _run_steps(params, son_ilr, father, rates):
+        def step(i, params, losses):
+            params, loss = inner.inner_step(forward, params, son_ilr, father, rates[i])
+            return i + 1, params, losses.write(i, loss)
+
+        _, params, losses = tf.while_loop(
+            lambda i, params, losses: i < tf.size(rates), step,
+            (tf.constant(0), list(params), tf.TensorArray(tf.float32, size=tf.size(rates))))
+        return params, losses.stack()
+
+    def run(self, lr: np.ndarray, kernel: np.ndarray, output_shape: Tuple[int, int]) -> ZSSRResult:
+        """Adapt to ``lr`` (float32 HWC in [0, 1], blurred by ``kernel``) and upscale it to ``output_shape``."""
+        cfg, budget = self.config, self.budget
+        start = time.perf_counter()
+        lr64 = lr.astype(np.float64)
+        son = degrade(lr64, kernel.astype(np.float64), cfg.scale, ds_method=cfg.ds_method)
+        son_ilr = imresize(son, scale=cfg.scale, output_shape=lr.shape, kernel=cfg.upscale_method)
+        lr_ilr = imresize(lr64, scale=cfg.scale, output_shape=tuple(output_shape) + lr.shape[2:],
+                          kernel=cfg.upscale_method)
+        son_ilr = tf.constant(son_ilr[None], tf.float32)
+        father = tf.constant(lr[None], tf.float32)
+        params = [tf.convert_to_tensor(p) for p in self.params]
+        losses = np.zeros(0, np.float32)
+        while len(losses) < budget.max_steps and not zssr_should_stop(losses, budget):
+            first = len(losses)
+            count = min(budget.check_every, budget.max_steps - first)
+            rates = [cfg.inner_lr(i) for i in range(first, first + count)]
+            params, chunk = self._steps(params, son_ilr, father, tf.constant(rates, tf.float32))
+            losses = np.concatenate([losses, chunk.numpy()])
+        sr = self._output(params, tf.constant(lr_ilr[None], tf.float32)).numpy()
+        return ZSSRResult(sr=sr, steps=len(losses), son_losses=losses, seconds=time.perf_counter() - start)
+
+
+def bicubic_upscale(lr: np.ndarray, scale: float, output_shape: Tuple[int, int]) -> np.ndarray:
+    """The bicubic baseline: cubic ``imresize`` of ``lr`` to ``output_shape``, float64 in [0, 1]."""
+    ilr = imresize(lr.astype(np.float64), scale=scale, output_shape=tuple(output_shape) + lr.shape[2:],
+                   kernel="cubic")
+    return np.clip(ilr, 0.0, 1.0)
+
+
+def _score(sr: np.ndarray, gt: np.ndarray, scale: float) -> Dict[str, float]:
+    sr_uint8 = metrics.to_uint8(sr)
+    shave = int(scale)
+    return {"psnr": metrics.psnr_y(sr_uint8, gt, shave), "ssim": metrics.ssim_y(sr_uint8, gt, shave)}
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Sequence[int] = (0, 1, 10),
+             baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
+             figure_images: Optional[Sequence[str]] = None,
+             log: Callable[[str], None] = print) -> Dict:
+    """Score every image of every cell; returns the results (``write_results`` saves them).
+
+    Args:
+      cells: from ``find_cells``.
+      checkpoints: checkpoint path (TF1/TF2 prefix or folder) for each preset the cells' kernels
+        name (``cells[i].kernel.preset``), e.g. ``{"direct_x2": ".../Pretrained/Pretrained"}``.
+      steps: MZSR step counts (0 = the network before adaptation).
+      baselines: any of ``bicubic``, ``zssr``.
+      zssr: the ZSSR baseline's budget.
+      figure_images: image names (file stems) kept for the crop figures; by default the first image
+        of each cell.
+      log: where progress lines go.
+
+    Returns:
+      A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
+      ``images`` (per image and column), run information, and ``figures`` data (kept images).
+    """
+    from mzsr_tf.checkpoints import load_weights
+    from mzsr_tf.model import MZSRNet
+
+    steps = check_steps(steps)
+    baselines = check_baselines(baselines)
+    if not cells:
+        raise EvaluationError("nothing to evaluate: no cells")
+    presets = sorted({cell.kernel.preset for cell in cells})
+    missing = [p for p in presets if p not in checkpoints]
+    if missing:
+        raise EvaluationError(f"no checkpoint given for preset(s) {', '.join(missing)}")
+
+    models, loaded_from = {}, {}  # by checkpoint path: presets sharing a checkpoint share the model
+    testers, zssr_runners, loaded = {}, {}, {}
+    for preset_name in presets:
+        path = checkpoints[preset_name]
+        if path not in models:
+            models[path] = MZSRNet()
+            loaded_from[path] = load_weights(models[path], path)
+        model, loaded[preset_name] = models[path], loaded_from[path]
+        config = get_preset(preset_name).adaptation_config(num_steps=max(steps))
+        testers[preset_name] = MetaTester(model.trainable_variables, config)
+        if "zssr" in baselines:
+            zssr_runners[preset_name] = ZSSRBaseline(model.trainable_variables, config, zssr)
+
+    kernels = check_cells(cells)
+    columns = ([column_key("bicubic")] if "bicubic" in baselines else []) \
+        + ([column_key("zssr")] if "zssr" in baselines else []) + [column_key("mzsr", n) for n in steps]
+    work = [(cell, index, pair) for cell in cells for index, pair in enumerate(_image_pairs(cell))]
+    image_records, kept = [], []
+    start = time.perf_counter()
+    for done, (cell, index, (lr_path, gt_path)) in enumerate(work, 1):
+        name = os.path.splitext(os.path.basename(lr_path))[0]
+        kernel = kernels[cell.kernel_path]
+        lr, gt = _read_pair(cell, lr_path, gt_path, kernel)
+        outputs: Dict[str, Tuple[np.ndarray, float, Dict]] = {}
+        if "bicubic" in baselines:
+            t0 = time.perf_counter()
+            outputs["bicubic"] = (bicubic_upscale(lr, cell.kernel.scale, gt.shape[:2]),
+                                  time.perf_counter() - t0, {})
+        if "zssr" in baselines:
+            result = zssr_runners[cell.kernel.preset].run(lr, kernel, gt.shape[:2])
+            outputs["zssr"] = (result.sr, result.seconds,
+                               {"steps": result.steps, "final_son_loss": float(result.son_losses[-1])})
+        run = testers[cell.kernel.preset].adapt_at_steps(lr, kernel, steps, output_shape=gt.shape[:2],
+                                                         seed=(index, 0))
+        for n in steps:
+            outputs[column_key("mzsr", n)] = (run.srs[n], run.seconds, {"steps": n})
+        record = {"kernel": cell.kernel.name, "set": cell.set_name, "image": name, "input": lr_path,
+                  "gt": gt_path, "mzsr_run_seconds": run.seconds, "mzsr_run_steps": max(steps),
+                  "son_losses": [float(x) for x in run.son_losses], "columns": {}}
+        for key in columns:
+            sr, seconds, extra = outputs[key]
+            record["columns"][key] = {**_score(sr, gt, cell.kernel.scale), "seconds": seconds, **extra}
+        image_records.append(record)
+        if (name in figure_images) if figure_images else index == 0:
+            kept.append({"kernel": cell.kernel.name, "set": cell.set_name, "image": name, "lr": lr, "gt": gt,
+                         "outputs": {key: metrics.to_uint8(outputs[key][0]) for key in columns},
+                         "scores": {key: record["columns"][key]["psnr"] for key in columns}})
+        elapsed = time.perf_counter() - start
+        scores = ", ".join(f"{column_title(k)} {record['columns'][k]['psnr']:.2f}" for k in columns)
+        log(f"[{done:{len(str(len(work)))}d}/{len(work)}] {cell.kernel.name} {cell.set_name} {name}: {scores} dB"
+            f" | {run.seconds:.1f} s | elapsed {_format_duration(elapsed)},"
+            f" ETA {_format_duration(elapsed / done * (len(work) - done))}")
+
+    seconds_total = time.perf_counter() - start
+    return {
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "checkpoints": loaded,
+        "steps": list(steps),
+        "baselines": list(baselines),
+        "zssr": dataclasses.asdict(zssr) if "zssr" in baselines else None,
+        "columns": columns,
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "tensorflow": tf.__version__},
+        "seconds_total": seconds_total,
+        "cells": summarize(cells, image_records, columns),
+        "images": image_records,
+        "figures": kept,
+    }
+
+
+def summarize(cells: Sequence[Cell], image_records: Sequence[Mapping], columns: Sequence[str]) -> List[Dict]:
+    """Per cell and column: mean PSNR, SSIM and seconds per image, and the paper's numbers if any."""
+    summary = []
+    for cell in cells:
+        records = [r for r in image_records if r["kernel"] == cell.kernel.name and r["set"] == cell.set_name]
+        paper = PAPER_RESULTS.get((cell.kernel.name, cell.set_name), {})
+        entry = {"kernel": cell.kernel.name, "paper_kernel": cell.kernel.paper_name, "set": cell.set_name,
+                 "preset": cell.kernel.preset, "images": len(records),
+                 "mzsr_run_seconds_per_image": float(np.mean([r["mzsr_run_seconds"] for r in records])),
+                 "columns": {}, "paper": {k: {"psnr": v[0], "ssim": v[1]} for k, v in paper.items()}}
+        for key in columns:
+            values = [r["columns"][key] for r in records]
+            entry["columns"][key] = {name: float(np.mean([v[name] for v in values]))
+                                     for name in ("psnr", "ssim", "seconds")}
+            if key == "zssr":
+                entry["columns"][key]["steps"] = float(np.mean([v["steps"] for v in values]))
+        summary.append(entry)
+    return summary
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _cell_text(value: Optional[Mapping]) -> str:
+    return "–" if value is None else f"{value['psnr']:.2f}/{value['ssim']:.4f}"
+
+
+def markdown_table(results: Mapping) -> str:
+    """The paper's layout: rows kernel × dataset (ours, then the paper's where it has them),
+    columns Bicubic, ZSSR, MZSR (n); cells ``PSNR/SSIM`` (Y channel)."""
+    columns = results["columns"]
+    lines = ["| Kernel | Dataset | | " + " | ".join(column_title(c) for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    last_kernel = None
+    for cell in results["cells"]:
+        kernel = f"{cell['paper_kernel']} (`{cell['kernel']}`)" if cell["kernel"] != last_kernel else ""
+        last_kernel = cell["kernel"]
+        lines.append(f"| {kernel} | {cell['set']} | ours | "
+                     + " | ".join(_cell_text(cell["columns"][c]) for c in columns) + " |")
+        if cell["paper"]:
+            lines.append("| | | paper | " + " | ".join(_cell_text(cell["paper"].get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(results: Mapping, command: Optional[str] = None, testsets: Optional[str] = None) -> str:
+    """``results.md``: what was run (checkpoints, data, command, date, machine), the table, timing."""
+    lines = ["# MZSR evaluation", "",
+             f"- date: {results['created']}",
+             f"- machine: {results['machine']['platform']}, {results['machine']['cpu_count']} CPUs, "
+             f"TensorFlow {results['machine']['tensorflow']}"]
+    for preset_name, path in results["checkpoints"].items():
+        lines.append(f"- checkpoint ({preset_name}): `{path}`")
+    if testsets:
+        lines.append(f"- test sets: `{testsets}`")
+    if command:
+        lines.append(f"- command: `{command}`")
+    if results.get("zssr"):
+        z = results["zssr"]
+        lines.append(f"- ZSSR baseline: the same adaptation for up to {z['max_steps']} steps, stopped when "
+                     f"{z['patience']} checks in a row (every {z['check_every']} steps) improve the son loss "
+                     f"by less than {z['min_rel_improvement']:g} (relative)")
+    lines += ["", "PSNR (dB) / SSIM on the Y channel, border of `scale` pixels shaved; \"paper\" rows are "
+              "the published numbers (Soh et al., CVPR 2020; their ZSSR is Shocher et al.'s).", "",
+              markdown_table(results), "", "## Time", "",
+              f"Whole run: {results['seconds_total']:.1f} s for {len(results['images'])} images.", "",
+              f"| Kernel | Dataset | images | MZSR run ({max(results['steps'])} steps, all step counts) "
+              "s/image |" + (" ZSSR s/image (steps) |" if results.get("zssr") else ""),
+              "|---|---|---|---|" + ("---|" if results.get("zssr") else "")]
+    for cell in results["cells"]:
+        row = (f"| {cell['kernel']} | {cell['set']} | {cell['images']} | "
+               f"{cell['mzsr_run_seconds_per_image']:.2f} |")
+        if results.get("zssr"):
+            z = cell["columns"]["zssr"]
+            row += f" {z['seconds']:.1f} ({z['steps']:.0f}) |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: Mapping, out_dir: str, command: Optional[str] = None,
+                  testsets: Optional[str] = None) -> Dict[str, str]:
+    """Write ``results.json``, ``results.csv``, ``results.md`` and the figures; returns their paths."""
+    from mzsr_tf import plots
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.csv", "results.md")}
+    serialisable = {k: v for k, v in results.items() if k != "figures"}
+    serialisable.update(command=command, testsets=testsets)
+    with open(paths["results.json"], "w") as f:
+        json.dump(serialisable, f, indent=2)
+    with open(paths["results.csv"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["kernel", "paper_kernel", "set", "method", "steps", "images", "psnr", "ssim",
+                         "seconds_per_image", "paper_psnr", "paper_ssim"])
+        for cell in results["cells"]:
+            for key, value in cell["columns"].items():
+                method, _, n = key.partition("_")
+                paper = cell["paper"].get(key, {})
+                writer.writerow([cell["kernel"], cell["paper_kernel"], cell["set"], method,
+                                 n if n else (f"{value['steps']:.0f}" if "steps" in value else ""),
+                                 cell["images"], f"{value['psnr']:.4f}", f"{value['ssim']:.4f}",
+                                 f"{value['seconds']:.4f}", paper.get("psnr", ""), paper.get("ssim", "")])
+    with open(paths["results.md"], "w") as f:
+        f.write(markdown_report(results, command=command, testsets=testsets))
+    figures_dir = os.path.join(out_dir, "figures")
+    paths["psnr_vs_steps"] = plots.plot_psnr_vs_steps(results["cells"], results["steps"],
+                                                       os.path.join(figures_dir, "psnr_vs_steps.png"))
+    for kernel_name in dict.fromkeys(item["kernel"] for item in results["figures"]):
+        items = [item for item in results["figures"] if item["kernel"] == kernel_name]
+        path = os.path.join(figures_dir, f"crops_{kernel_name}.png")
+        shown = [key for key in results["columns"] if key != "mzsr_0"]
+        paths[f"crops_{kernel_name}"] = plots.plot_crops(items, shown, path,
+                                                         title=PAPER_KERNELS[kernel_name].paper_name)
+    return paths

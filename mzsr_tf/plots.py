@@ -1,0 +1,133 @@
+"""Figures of an evaluation (matplotlib ``Figure`` objects written by the Agg canvas: no pyplot, no
+display, no global backend switch).
+
+* ``plot_psnr_vs_steps``: per kernel, mean PSNR of MZSR against the number of adaptation steps for
+  each image set, with bicubic interpolation (dashed), the ZSSR-like baseline (star, at its mean
+  number of steps) and the paper's MZSR (1) / (10) (open circles) where known;
+* ``plot_crops``: side-by-side crops (LR, bicubic, MZSR (n)..., GT) of chosen images, the crop
+  placed where bicubic interpolation is worst (``choose_crop``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence, Tuple
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from mzsr_tf.metrics import rgb2y
+
+
+def math_kernel_name(paper_name: str) -> str:
+    """``g^d_2.0 (x4)`` as matplotlib mathtext: ``$g^{d}_{2.0}$ (x4)``."""
+    symbol, _, rest = paper_name.partition(" ")
+    base, _, tail = symbol.partition("^")
+    sup, _, sub = tail.partition("_")
+    text = f"${base}^{{{sup}}}_{{{sub}}}$" if sup and sub else symbol
+    return f"{text} {rest}".strip()
+
+
+def _title(key: str) -> str:
+    if key.startswith("mzsr_"):
+        return f"MZSR ({key[5:]})"
+    return {"bicubic": "Bicubic", "zssr": "ZSSR", "lr": "LR", "gt": "GT"}.get(key, key)
+
+
+def plot_psnr_vs_steps(cells: Sequence[Mapping], steps: Sequence[int], path: str) -> str:
+    """One panel per kernel; ``cells`` as ``evaluate.summarize`` returns them. Returns ``path``."""
+    kernels = list(dict.fromkeys(cell["kernel"] for cell in cells))
+    columns = min(3, len(kernels))
+    rows = -(-len(kernels) // columns)
+    figure = Figure(figsize=(4.8 * columns, 3.8 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for panel, kernel in zip(axes.flat, kernels):
+        mine = [cell for cell in cells if cell["kernel"] == kernel]
+        for colour, cell in zip(colours * 10, mine):
+            values = [cell["columns"][f"mzsr_{n}"]["psnr"] for n in steps]
+            panel.plot(steps, values, "o-", color=colour, label=f"{cell['set']} MZSR")
+            if "bicubic" in cell["columns"]:
+                panel.axhline(cell["columns"]["bicubic"]["psnr"], color=colour, linestyle="--", linewidth=1,
+                              label=f"{cell['set']} bicubic")
+            if "zssr" in cell["columns"]:
+                zssr = cell["columns"]["zssr"]
+                panel.plot([zssr["steps"]], [zssr["psnr"]], "*", color=colour, markersize=11,
+                           label=f"{cell['set']} ZSSR")
+            paper = [(n, cell["paper"][f"mzsr_{n}"]["psnr"]) for n in (1, 10) if f"mzsr_{n}" in cell["paper"]]
+            if paper:
+                panel.plot(*zip(*paper), "o", markerfacecolor="none", color=colour, markersize=9,
+                           label=f"{cell['set']} paper")
+        panel.set_xscale("symlog", linthresh=1)
+        panel.set_xlabel("adaptation steps")
+        panel.set_ylabel("PSNR (dB)")
+        panel.set_title(math_kernel_name(mine[0]["paper_kernel"]) + f" ({kernel})")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize=7)
+    for panel in list(axes.flat)[len(kernels):]:
+        panel.axis("off")
+    return _save(figure, path)
+
+
+def choose_crop(gt: np.ndarray, other: np.ndarray, size: int, align: int = 1) -> Tuple[int, int]:
+    """Top-left ``(row, col)`` of the ``size`` x ``size`` window where ``other`` differs most from ``gt``.
+
+    The difference is the absolute difference of the uint8 Y channels summed over the window (first
+    maximum in row-major order); corners are multiples of ``align`` (the scale, so the window maps
+    onto whole LR pixels).  ``size`` is reduced to the image if it is larger.
+    """
+    error = np.abs(rgb2y(gt).astype(np.float64) - rgb2y(other).astype(np.float64))
+    size = min(size, error.shape[0], error.shape[1])
+    table = np.pad(error.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+    rows = np.arange(0, sums.shape[0], align)
+    cols = np.arange(0, sums.shape[1], align)
+    aligned = sums[np.ix_(rows, cols)]
+    r, c = np.unravel_index(np.argmax(aligned), aligned.shape)
+    return int(rows[r]), int(cols[c])
+
+
+def plot_crops(items: Sequence[Mapping], keys: Sequence[str], path: str, crop: int = 96,
+               title: Optional[str] = None) -> str:
+    """A grid of crops: one row per item, columns LR, ``keys`` (e.g. bicubic, mzsr_1, mzsr_10), GT.
+
+    Each item holds ``lr`` (float HWC in [0, 1]), ``gt`` (uint8 HWC), ``outputs`` (key -> uint8 HWC of
+    the GT's shape), ``set`` and ``image`` names and optionally ``scores`` (key -> PSNR).
+    """
+    panels = ["lr"] + list(keys) + ["gt"]
+    figure = Figure(figsize=(2.2 * len(panels), 2.4 * len(items)))
+    axes = figure.subplots(len(items), len(panels), squeeze=False)
+    for row, item in zip(axes, items):
+        gt = item["gt"]
+        scale = gt.shape[0] / item["lr"].shape[0]
+        align = max(1, int(round(scale)))
+        reference = item["outputs"].get("bicubic", item["outputs"][keys[0]])
+        top, left = choose_crop(gt, reference, crop, align)
+        size = min(crop, gt.shape[0], gt.shape[1])
+        for axis, key in zip(row, panels):
+            if key == "lr":
+                lr_box = (slice(top // align, (top + size) // align), slice(left // align, (left + size) // align))
+                image = np.clip(item["lr"][lr_box], 0, 1)
+            elif key == "gt":
+                image = gt[top:top + size, left:left + size]
+            else:
+                image = item["outputs"][key][top:top + size, left:left + size]
+            axis.imshow(image, interpolation="nearest")
+            label = _title(key)
+            score = item.get("scores", {}).get(key)
+            if score is not None:
+                label += f"\n{score:.2f} dB"
+            axis.set_title(label, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        row[0].set_ylabel(f"{item['set']}/{item['image']}", fontsize=8)
+    if title:
+        figure.suptitle(math_kernel_name(title))
+    return _save(figure, path)
+
+
+def _save(figure, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,241 @@
+"""The paper's benchmark degradations by name, and the test sets made from them.
+
+The MZSR paper (Soh, Cho and Cho, CVPR 2020, arXiv 2002.12213, Sec. 4 "Experiments") evaluates on
+four ×2 degradations and one ×4 degradation of Set5, BSD100 and Urban100.  Each is a Gaussian blur
+kernel with covariance ``R(theta) diag(l1, l2) R(theta)^T`` (the paper's Eq. 8: ``l1``, ``l2`` are
+covariance eigenvalues, the "widths"; see ``mzsr_tf.kernels``) followed by subsampling:
+
+=========  =============  =====  =========  ========================================  ============
+on disk    paper          scale  subsample  kernel (21 x 21)                          preset
+=========  =============  =====  =========  ========================================  ============
+``g02``    g^d_0.2        2      direct     isotropic, width 0.2 (severe aliasing)    direct_x2
+``g20``    g^d_2.0        2      direct     isotropic, width 2.0                      direct_x2
+``gani``   g^d_ani        2      direct     anisotropic, l1 = 4.0, l2 = 1.0,          direct_x2
+                                            theta = -0.5 rad
+``b13``    g^b_1.3        2      bicubic    isotropic, width 1.3                      bicubic_x2
+``g20x4``  g^d_2.0 (×4)   4      direct     isotropic, width 2.0                      direct_x4
+=========  =============  =====  =========  ========================================  ============
+
+All kernels are 21 x 21 as the authors' released ``Input/g20/kernel.mat`` (which ``g20`` equals to
+float64 rounding, and whose inputs it regenerates bit-exactly).  "preset" names the published model
+(and test-time learning-rate schedule) meant for the degradation (``mzsr_tf.config.PRESETS``).
+
+A test set on disk (``make_testset``)::
+
+    NAME/testset.json                    what was made, from what, with which parameters
+    NAME/Input/<kernel>/kernel.mat       the blur kernel (variable ``kernel``)
+    NAME/Input/<kernel>/<set>/<img>.png  LR inputs, 8-bit RGB
+    NAME/GT/<set>/<img>.png              HR images modcropped by 2 (×2 kernels)
+    NAME/GT_x4/<set>/<img>.png           HR images modcropped by 4 (×4 kernels)
+
+Each LR image is ``to_uint8(degrade(modcrop(HR, scale) / 255, kernel, scale, subsampling))`` in
+float64.  Grayscale HR images (Set14's ``bridge``) are expanded to three equal channels first, so
+that every input and GT is RGB (the manifest lists them); alpha channels are dropped with a warning
+and 16-bit images scaled to 8 bits (``mzsr_tf.data.images.to_rgb_uint8``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import imageio.v3 as iio
+import numpy as np
+
+from mzsr_tf import degradation, kernels, metrics
+from mzsr_tf.data.images import IMAGE_EXTENSIONS, ImageReadError, to_rgb_uint8
+
+MANIFEST = "testset.json"
+KERNEL_FILE = "kernel.mat"
+
+
+class TestSetError(ValueError):
+    """A bad test-set request or folder; the message names the path or kernel and the problem."""
+
+    __test__ = False  # not a pytest test class
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperKernel:
+    """One of the paper's benchmark degradations.
+
+    ``l1``, ``l2`` are the covariance eigenvalues and ``theta`` the rotation in radians
+    (``mzsr_tf.kernels.anisotropic_gaussian``); ``ds_method`` the subsampling after the blur.
+    """
+
+    name: str
+    paper_name: str
+    scale: float
+    ds_method: str
+    l1: float
+    l2: float
+    theta: float
+    ksize: int
+    preset: str
+    description: str
+
+    def kernel(self) -> np.ndarray:
+        """The blur kernel, float64 ``[ksize, ksize]`` summing to 1."""
+        return kernels.anisotropic_gaussian(self.ksize, self.theta, self.l1, self.l2)
+
+    @property
+    def gt_folder(self) -> str:
+        """The GT folder of this kernel's scale (``GT`` for ×2, ``GT_x4`` for ×4)."""
+        return gt_folder(self.scale)
+
+
+PAPER_KERNELS: Dict[str, PaperKernel] = {k.name: k for k in (
+    PaperKernel("g02", "g^d_0.2", 2.0, "direct", 0.2, 0.2, 0.0, 21, "direct_x2",
+                "isotropic Gaussian, width 0.2, direct subsampling (severe aliasing)"),
+    PaperKernel("g20", "g^d_2.0", 2.0, "direct", 2.0, 2.0, 0.0, 21, "direct_x2",
+                "isotropic Gaussian, width 2.0, direct subsampling"),
+    PaperKernel("gani", "g^d_ani", 2.0, "direct", 4.0, 1.0, -0.5, 21, "direct_x2",
+                "anisotropic Gaussian, widths 4.0 and 1.0, theta -0.5, direct subsampling"),
+    PaperKernel("b13", "g^b_1.3", 2.0, "bicubic", 1.3, 1.3, 0.0, 21, "bicubic_x2",
+                "isotropic Gaussian, width 1.3, bicubic subsampling"),
+    PaperKernel("g20x4", "g^d_2.0 (x4)", 4.0, "direct", 2.0, 2.0, 0.0, 21, "direct_x4",
+                "isotropic Gaussian, width 2.0, direct subsampling, x4"),
+)}
+
+
+def gt_folder(scale: float) -> str:
+    """``GT`` for ×2, ``GT_x<scale>`` otherwise."""
+    return "GT" if scale == 2 else f"GT_x{scale:g}"
+
+
+def get_kernel(name: str) -> PaperKernel:
+    """A paper kernel by its folder name; an unknown name is a ``TestSetError`` listing the known ones."""
+    try:
+        return PAPER_KERNELS[name]
+    except KeyError:
+        raise TestSetError(f"unknown kernel {name!r}; known kernels: "
+                           + ", ".join(f"{k.name} ({k.paper_name})" for k in PAPER_KERNELS.values())
+                           ) from None
+
+
+def _images_in(folder: str) -> List[str]:
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name)))
+
+
+def find_hr_sets(hr_dir: str, names: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
+    """The HR image sets under ``hr_dir``: ``{set name: sorted image paths}``.
+
+    ``hr_dir`` is either a folder of images (one set, named after the folder) or a folder of such
+    folders (e.g. ``benchmark/`` holding ``Set5/``, ``Set14/``, ``BSD100/``).  ``names`` selects sets;
+    a requested set that is not there is an error listing those that are.
+    """
+    if not os.path.isdir(hr_dir):
+        raise TestSetError(f"HR folder {hr_dir} does not exist")
+    direct = _images_in(hr_dir)
+    if direct:
+        found = {os.path.basename(os.path.normpath(hr_dir)): direct}
+    else:
+        found = {}
+        for entry in sorted(os.listdir(hr_dir)):
+            folder = os.path.join(hr_dir, entry)
+            if os.path.isdir(folder) and _images_in(folder):
+                found[entry] = _images_in(folder)
+    if not found:
+        raise TestSetError(f"HR folder {hr_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}) "
+                           "and no folders of images")
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise TestSetError(f"set(s) {', '.join(missing)} not found in {hr_dir}; available: "
+                               + ", ".join(found))
+        found = {n: found[n] for n in names}
+    return found
+
+
+def read_hr(path: str):
+    """An HR image as uint8 RGB ``[H, W, 3]`` and whether it was grayscale (expanded to RGB)."""
+    try:
+        image = np.asarray(iio.imread(path))
+    except Exception as error:  # imageio raises many types for unreadable files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TestSetError(f"cannot read HR image {path}: {reason}") from None
+    was_gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2))
+    try:
+        return to_rgb_uint8(image, path), was_gray
+    except ImageReadError as error:
+        raise TestSetError(str(error)) from None
+
+
+def make_lr(hr: np.ndarray, paper_kernel: PaperKernel, kernel: Optional[np.ndarray] = None):
+    """``(modcropped HR, LR)``, both uint8 ``[H, W, 3]``, for one uint8 HR image and one degradation.
+
+    ``kernel`` defaults to ``paper_kernel.kernel()``.  The LR is computed in float64 (``degrade``).
+    """
+    gt = metrics.modcrop(hr, paper_kernel.scale)
+    blur = paper_kernel.kernel() if kernel is None else kernel
+    lr = degradation.degrade(gt / 255.0, blur, paper_kernel.scale, ds_method=paper_kernel.ds_method)
+    return gt, metrics.to_uint8(lr)
+
+
+def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(PAPER_KERNELS),
+                 set_names: Optional[Sequence[str]] = None,
+                 log: Callable[[str], None] = print) -> Dict:
+    """Write the LR inputs, kernels and modcropped GT of every set × kernel; returns the manifest.
+
+    See the module docstring for the layout.  Every kernel name and HR image is checked before
+    anything is written.  Existing files of the same names are overwritten.
+    """
+    paper_kernels = [get_kernel(name) for name in kernel_names]
+    if not paper_kernels:
+        raise TestSetError("no kernels requested")
+    hr_sets = find_hr_sets(hr_dir, set_names)
+    images = {name: [read_hr(path) for path in paths] for name, paths in hr_sets.items()}
+
+    manifest = {
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "hr_dir": os.path.abspath(hr_dir),
+        "recipe": "LR = to_uint8(degrade(modcrop(HR, scale) / 255, kernel, scale, ds_method)) in float64 "
+                  "(mzsr_tf.testsets.make_lr); grayscale HR expanded to 3 channels",
+        "kernels": {k.name: {**dataclasses.asdict(k), "gt": k.gt_folder} for k in paper_kernels},
+        "sets": {name: {"images": [os.path.splitext(os.path.basename(p))[0] + ".png" for p in paths],
+                        "expanded_from_grayscale": [os.path.basename(p) for p, (_, gray)
+                                                    in zip(paths, images[name]) if gray]}
+                 for name, paths in hr_sets.items()},
+    }
+    total = sum(len(v) for v in images.values()) * len(paper_kernels)
+    done = 0
+    for paper_kernel in paper_kernels:
+        kernel = paper_kernel.kernel()
+        kernel_dir = os.path.join(out_dir, "Input", paper_kernel.name)
+        os.makedirs(kernel_dir, exist_ok=True)
+        kernels.save_kernel(os.path.join(kernel_dir, KERNEL_FILE), kernel)
+        for set_name, paths in hr_sets.items():
+            lr_dir = os.path.join(kernel_dir, set_name)
+            gt_dir = os.path.join(out_dir, paper_kernel.gt_folder, set_name)
+            os.makedirs(lr_dir, exist_ok=True)
+            os.makedirs(gt_dir, exist_ok=True)
+            for path, (hr, _) in zip(paths, images[set_name]):
+                file_name = os.path.splitext(os.path.basename(path))[0] + ".png"
+                gt, lr = make_lr(hr, paper_kernel, kernel)
+                iio.imwrite(os.path.join(lr_dir, file_name), lr)
+                iio.imwrite(os.path.join(gt_dir, file_name), gt)
+            done += len(paths)
+            log(f"[{done}/{total}] {paper_kernel.name} ({paper_kernel.paper_name}) {set_name}: "
+                f"{len(paths)} images -> {lr_dir}")
+    previous = read_manifest(out_dir)
+    if previous:  # adding kernels or sets to an existing test set keeps what it had
+        manifest["kernels"] = {**previous.get("kernels", {}), **manifest["kernels"]}
+        manifest["sets"] = {**previous.get("sets", {}), **manifest["sets"]}
+    with open(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=2)
+    return manifest
+
+
+def read_manifest(testset_dir: str) -> Optional[Mapping]:
+    """The ``testset.json`` of a test set, or None (e.g. the authors' downloaded folders have none)."""
+    path = os.path.join(testset_dir, MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise TestSetError(f"{path}: cannot read the test-set manifest ({error})") from None

@@ -1,0 +1,217 @@
+"""Tests for mzsr_tf.evaluate and scripts/evaluate.py on a tiny test set and a tiny checkpoint."""
+import csv
+import importlib.util
+import json
+import pathlib
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mzsr_tf import evaluate, metrics, testsets
+from mzsr_tf.adaptation import MetaTester, adapt_steps
+from mzsr_tf.checkpoints import export_weights
+from mzsr_tf.config import ModelConfig, get_preset
+from mzsr_tf.degradation import degrade
+from mzsr_tf.evaluate import EvaluationError, ZSSRConfig
+from mzsr_tf.imresize import imresize
+from mzsr_tf.kernels import load_kernel
+from mzsr_tf.meta_test import run_folder
+from mzsr_tf.model import MZSRNet
+
+KERNELS = ["g20", "b13", "g20x4"]
+STEPS = [0, 1, 2]
+
+
+def _load_script():
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _textured_image(rng, height, width):
+    """Smooth random cosines plus fine detail, uint8 RGB."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.zeros((height, width, 3))
+    for c in range(3):
+        for _ in range(6):
+            fy, fx, phase = rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(0, 2 * np.pi)
+            image[..., c] += np.cos(2 * np.pi * (fy * y + fx * x) + phase)
+    image = (image - image.min()) / (image.max() - image.min())
+    return np.round(image * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A test set of two small images named like the paper's set "Set5", a seeded checkpoint, and one
+    evaluation run through the script (steps 0 1 2, bicubic and a short ZSSR)."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    (root / "hr" / "Set5").mkdir(parents=True)
+    iio.imwrite(root / "hr" / "Set5" / "a.png", _textured_image(rng, 88, 86))  # 86 -> 84 by modcrop 4
+    iio.imwrite(root / "hr" / "Set5" / "b.png", _textured_image(rng, 92, 96))
+    testsets.make_testset(str(root / "hr"), str(root / "ts"), KERNELS, log=lambda s: None)
+    model = MZSRNet(seed=0)
+    model(tf.zeros([1, 8, 8, 3]))
+    checkpoint = export_weights(model, str(root / "ckpt" / "tiny"))
+    code = _load_script().main(
+        ["--checkpoint", checkpoint, "--testsets", str(root / "ts"), "--steps", *map(str, STEPS),
+         "--baselines", "bicubic,zssr", "--zssr-steps", "4", "--out", str(root / "out")])
+    assert code == 0
+    return {"root": root, "testsets": root / "ts", "checkpoint": checkpoint, "model": model,
+            "out": root / "out", "results": json.loads((root / "out" / "results.json").read_text())}
+
+
+def test_every_cell_has_every_column(tiny):
+    results = tiny["results"]
+    columns = ["bicubic", "zssr", "mzsr_0", "mzsr_1", "mzsr_2"]
+    assert results["columns"] == columns
+    assert [(c["kernel"], c["set"]) for c in results["cells"]] == [("g20", "Set5"), ("b13", "Set5"),
+                                                                    ("g20x4", "Set5")]
+    for cell in results["cells"]:
+        assert cell["images"] == 2
+        assert sorted(cell["columns"]) == sorted(columns)
+        assert all(np.isfinite(v["psnr"]) and 0 < v["ssim"] <= 1 for v in cell["columns"].values())
+    with open(tiny["out"] / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 5
+    assert {(r["kernel"], r["method"], r["steps"]) for r in rows} >= {("g20", "mzsr", "2"), ("b13", "bicubic", "")}
+    table = (tiny["out"] / "results.md").read_text()
+    ours = [line for line in table.splitlines() if "| ours |" in line]
+    assert len(ours) == 3 and all(line.count("/0.") == 5 and "–" not in line for line in ours)
+    # the tiny set is named Set5, so the paper's Set5 numbers are shown beside ours
+    assert "| | | paper | 28.73/0.8449 | 34.90/0.9397 | – | 35.20/0.9398 | – |" in table
+    assert "| g^d_2.0 (x4) (`g20x4`) | Set5 | ours |" in table
+
+
+def test_numbers_equal_a_direct_meta_test(tiny, tmp_path):
+    records = {(r["kernel"], r["image"]): r["columns"] for r in tiny["results"]["images"]}
+    for kernel_name in KERNELS:
+        paper_kernel = testsets.get_kernel(kernel_name)
+        kernel = load_kernel(tiny["testsets"] / "Input" / kernel_name / "kernel.mat").astype(np.float32)
+        config = get_preset(paper_kernel.preset).adaptation_config(num_steps=2)
+        summary = run_folder(MetaTester(tiny["model"].trainable_variables, config),
+                             str(tiny["testsets"] / "Input" / kernel_name / "Set5"), str(tmp_path / kernel_name),
+                             kernel, gt_dir=str(tiny["testsets"] / paper_kernel.gt_folder / "Set5"),
+                             log=lambda s: None)
+        for image in summary["images"]:
+            columns = records[(kernel_name, image["name"])]
+            assert columns["mzsr_0"]["psnr"] == image["initial_psnr"]
+            assert columns["mzsr_0"]["ssim"] == image["initial_ssim"]
+            assert columns["mzsr_2"]["psnr"] == image["final_psnr"]
+            assert columns["mzsr_2"]["ssim"] == image["final_ssim"]
+            # bicubic: MATLAB-style cubic interpolation (float64) of the LR input the network sees
+            lr = (iio.imread(image["input"]).astype(np.float32) / 255).astype(np.float64)
+            gt = metrics.modcrop(iio.imread(image["gt"]), paper_kernel.scale)
+            bicubic = imresize(lr, scale=paper_kernel.scale, output_shape=gt.shape, kernel="cubic")
+            assert columns["bicubic"]["psnr"] == metrics.psnr_y(np.clip(bicubic, 0, 1), gt, int(paper_kernel.scale))
+
+
+def test_figures_are_written(tiny):
+    figures = tiny["out"] / "figures"
+    for name in ["psnr_vs_steps.png", "crops_g20.png", "crops_b13.png", "crops_g20x4.png"]:
+        image = iio.imread(figures / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+        assert image[..., :3].std() > 10  # not blank
+
+
+def test_zssr_stops_early_when_the_son_loss_stalls(tiny):
+    # improvement never reaches 90%, so the first check that can judge (after 2 x 2 steps) stops it
+    budget = ZSSRConfig(max_steps=10, check_every=2, patience=1, min_rel_improvement=0.9)
+    config = get_preset("direct_x2").adaptation_config()
+    runner = evaluate.ZSSRBaseline(tiny["model"].trainable_variables, config, budget)
+    kernel = testsets.get_kernel("g20").kernel()
+    lr = iio.imread(tiny["testsets"] / "Input" / "g20" / "Set5" / "a.png").astype(np.float32) / 255
+    result = runner.run(lr, kernel, (88, 84))
+    assert result.steps == 4 and result.son_losses.shape == (4,)
+    # the same four steps written out eagerly from the same son
+    son = degrade(lr.astype(np.float64), kernel, 2.0)
+    son_ilr = imresize(son, scale=2.0, output_shape=lr.shape, kernel="cubic")
+    params, losses = adapt_steps(tiny["model"].trainable_variables, tf.constant(son_ilr[None], tf.float32),
+                                 tf.constant(lr[None]), config.inner_lr.rates(4))
+    np.testing.assert_allclose(result.son_losses, [float(x) for x in losses], rtol=1e-5)
+    lr_ilr = imresize(lr.astype(np.float64), scale=2.0, output_shape=(88, 84, 3), kernel="cubic")
+    from mzsr_tf.model import forward
+    expected = np.clip(forward(params, tf.constant(lr_ilr[None], tf.float32))[0].numpy(), 0, 1)
+    np.testing.assert_allclose(result.sr, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("losses, stop", [
+    ([1.0, 0.9, 0.8, 0.7], False),                # only two checks: not enough to judge with patience 2
+    ([1.0, 0.9, 0.8, 0.7, 0.6, 0.5], False),      # still improving
+    ([1.0, 0.9, 0.8, 0.7, 0.7, 0.7], False),      # check 2 improved (0.8 -> 0.7), check 3 did not
+    ([1.0, 0.9, 0.9, 0.9, 0.9, 0.9], True),       # checks 2 and 3 stalled
+    ([1.0, 0.9, 0.8999, 0.9, 0.9, 0.8995], True), # improvements below 0.1 % do not count
+])
+def test_zssr_stopping_rule(losses, stop):
+    config = ZSSRConfig(max_steps=100, check_every=2, patience=2, min_rel_improvement=1e-3)
+    assert evaluate.zssr_should_stop(np.asarray(losses), config) is stop
+
+
+def test_markdown_table_layout():
+    results = {"columns": ["bicubic", "mzsr_1"],
+               "cells": [{"kernel": "g20", "paper_kernel": "g^d_2.0", "set": "Set5",
+                          "columns": {"bicubic": {"psnr": 28.7312, "ssim": 0.84491},
+                                      "mzsr_1": {"psnr": 35.0, "ssim": 0.9}},
+                          "paper": {"bicubic": {"psnr": 28.73, "ssim": 0.8449}}},
+                         {"kernel": "g20", "paper_kernel": "g^d_2.0", "set": "Set14",
+                          "columns": {"bicubic": {"psnr": 26.0, "ssim": 0.7},
+                                      "mzsr_1": {"psnr": 30.0, "ssim": 0.8}}, "paper": {}}]}
+    assert evaluate.markdown_table(results) == "\n".join([
+        "| Kernel | Dataset | | Bicubic | MZSR (1) |",
+        "|---|---|---|---|---|",
+        "| g^d_2.0 (`g20`) | Set5 | ours | 28.73/0.8449 | 35.00/0.9000 |",
+        "| | | paper | 28.73/0.8449 | – |",
+        "|  | Set14 | ours | 26.00/0.7000 | 30.00/0.8000 |"])
+
+
+def _run(tiny, capsys, *flags):
+    args = ["--testsets", str(tiny["testsets"]), "--out", str(tiny["root"] / "bad"), *flags]
+    if "--checkpoint" not in flags:
+        args += ["--checkpoint", tiny["checkpoint"]]
+    code = _load_script().main(args)
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error, error
+    return error
+
+
+def test_bad_inputs_are_one_line_errors(tiny, capsys, tmp_path):
+    assert _run(tiny, capsys, "--sets", "Set5,BSD100").startswith(
+        f"error: set(s) BSD100 not found in {tiny['testsets'] / 'Input' / 'g20'}; available: Set5")
+    assert _run(tiny, capsys, "--kernels", "g99").startswith(
+        "error: unknown kernel 'g99'; known kernels: g02 (g^d_0.2), g20 (g^d_2.0), gani (g^d_ani), "
+        "b13 (g^b_1.3), g20x4 (g^d_2.0 (x4))")
+    assert _run(tiny, capsys, "--kernels", "gani") == (
+        f"error: kernel(s) gani not in test set {tiny['testsets']}; it has: b13, g20, g20x4")
+    assert _run(tiny, capsys, "--checkpoint", str(tmp_path / "nothing")).startswith(
+        f"error: no checkpoint at {tmp_path / 'nothing'}")
+    assert _run(tiny, capsys, "--testsets", str(tmp_path / "none")) == (
+        f"error: test-set folder {tmp_path / 'none'} does not exist")
+    assert "unknown baseline(s) zzsr" in _run(tiny, capsys, "--baselines", "zzsr")
+    assert not (tiny["root"] / "bad").exists()
+
+
+def test_missing_gt_folder_and_unpaired_images(tiny, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ts"
+    shutil.copytree(tiny["testsets"], copy)
+    shutil.rmtree(copy / "GT_x4")
+    with pytest.raises(EvaluationError, match=r"GT folder .*GT_x4/Set5 for g20x4/Set5 does not exist"):
+        evaluate.find_cells(str(copy))
+    (copy / "GT" / "Set5" / "a.png").unlink()
+    cells = evaluate.find_cells(str(copy), ["g20"])
+    with pytest.raises(EvaluationError, match=r"2 images in .*Input/g20/Set5 but 1 in .*GT/Set5"):
+        evaluate.check_cells(cells)
+    with pytest.raises(EvaluationError, match=r"step counts must be integers >= 0, got \[1, -1\]"):
+        evaluate.evaluate(cells, {"direct_x2": tiny["checkpoint"]}, steps=[1, -1])
+
+
+def test_narrow_model_is_not_loaded_silently(tiny, tmp_path, capsys):
+    narrow = MZSRNet(ModelConfig(width=8), seed=0)
+    narrow(tf.zeros([1, 8, 8, 3]))
+    prefix = export_weights(narrow, str(tmp_path / "narrow"))
+    assert "shape" in _run(tiny, capsys, "--checkpoint", prefix, "--kernels", "g20")
