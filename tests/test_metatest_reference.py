@@ -44,5 +44,6 @@ def test_reference_average_psnr(set5, model_index, num_steps, initial, final):
         final_psnr.append(metrics.psnr_y(result.sr, gt, 2))
     assert np.mean(initial_psnr) == pytest.approx(initial, abs=6e-4)
     assert np.mean(final_psnr) == pytest.approx(final, abs=6e-4)
-    # adaptation moved every image (a no-op loop would leave final == initial)
-    assert all(f != i for f, i in zip(final_psnr, initial_psnr))
+    # the steps did something: a no-op loop would leave final == initial (the smallest gain here is
+    # 0.004 dB on average, for --model 2; single images can move by as little as 4e-6 dB)
+    assert np.mean(final_psnr) - np.mean(initial_psnr) > 0.002
