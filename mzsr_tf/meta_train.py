@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
-import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
@@ -59,10 +57,10 @@ from mzsr_tf import inner
 from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import MetaTrainConfig, ModelConfig, override, preset_for_model
 from mzsr_tf.model import MZSRNet, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, NonFiniteLossError, ResumeError, RunState,
-                              SignalGuard, compute_dtype, is_chief, make_strategy, replica_count,
-                              run_directory, run_loop, split_across_replicas, write_images,
-                              write_scalars)
+from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, compute_dtype,
+                              config_with_overrides, data_is_checkpointable, exit_code_of,
+                              is_chief, make_strategy, replica_count, run_directory, run_loop,
+                              split_across_replicas, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -339,14 +337,6 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
     return meta_task_dataset(patches, config, seed)
 
 
-def _data_is_checkpointable(source: Any) -> bool:
-    """TFRecord and in-memory pipelines can save their position; HDF5 (a Python generator) cannot."""
-    if isinstance(source, tf.data.Dataset):
-        return True
-    from mzsr_tf.data.records import format_of, resolve_record_files
-    return format_of(resolve_record_files(source)[0]) != "hdf5"
-
-
 # --------------------------------------------------------------------------- the run
 
 def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = None,
@@ -370,7 +360,7 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
     # iterator can be checkpointed, so a resumed run continues the same task stream.
     batches = iter(task_dataset(config, source))
     trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
-    if _data_is_checkpointable(source if source is not None else config.tfrecord_path):
+    if data_is_checkpointable(source if source is not None else config.tfrecord_path):
         trackables["data"] = batches
     else:
         log.info("HDF5 records: their reader cannot save its position, so a resumed run draws "
@@ -426,47 +416,28 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
 def config_from_flags(args) -> MetaTrainConfig:
     """The preset of ``--model`` (the authors' meta-batch settings), ``--config`` JSON overrides,
     then the individual training flags, in that order."""
-    config = preset_for_model(args.model).meta_train_config()
-    if getattr(args, "config", None):
-        try:
-            with open(args.config) as f:
-                values = json.load(f)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"--config {args.config}: cannot read a JSON object ({error})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"--config {args.config}: expected a JSON object of MetaTrainConfig "
-                             f"options, got {type(values).__name__}")
-        config = override(config, values.get("values", values))
-    flags = {"meta_iter": "iterations", "tfrecord_path": "tfrecord",
-             "second_order_from_step": "first_order_until", "checkpoint_dir": "checkpoint_dir",
-             "transfer_checkpoint": "transfer", "print_every": "print_every",
-             "save_every": "save_every"}
-    values = {field: getattr(args, flag) for field, flag in flags.items()
-              if getattr(args, flag, None) is not None}
-    if getattr(args, "freeze_loss_weights", False):
-        values["freeze_loss_weights"] = True
-    if values.get("transfer_checkpoint") in ("", "none"):
-        values["transfer_checkpoint"] = None
-    return override(config, values)
+    transfer = getattr(args, "transfer", None)
+    flags = {"meta_iter": getattr(args, "iterations", None),
+             "tfrecord_path": getattr(args, "tfrecord", None),
+             "second_order_from_step": getattr(args, "first_order_until", None),
+             "checkpoint_dir": getattr(args, "checkpoint_dir", None),
+             "print_every": getattr(args, "print_every", None),
+             "save_every": getattr(args, "save_every", None),
+             "freeze_loss_weights": True if getattr(args, "freeze_loss_weights", False) else None}
+    config = config_with_overrides(preset_for_model(args.model).meta_train_config(),
+                                   getattr(args, "config", None), flags)
+    if transfer is not None:
+        config = override(config, {"transfer_checkpoint": None if transfer in ("", "none") else transfer})
+    return config
 
 
 def train_from_flags(args) -> int:
     """``scripts/main.py --train``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
-    from mzsr_tf.checkpoints import CheckpointError
-    from mzsr_tf.data.records import RecordError
-
-    try:
+    def train() -> LoopResult:
         config = config_from_flags(args)
-        strategy = make_strategy(getattr(args, "strategy", None) or "default")
-        directory = run_directory(config.checkpoint_dir, args.trial)
-        result = run_meta_training(config, directory, precision=args.precision or "float32",
-                                   strategy=strategy, requested_step=args.step,
-                                   extra_info={"trial": args.trial, "preset_model": args.model})
-    except (CheckpointError, RecordError, ResumeError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", flush=True, file=sys.stderr)
-        return 2
-    except NonFiniteLossError as error:
-        print(f"error: {error}", flush=True, file=sys.stderr)
-        return 1
-    log.info("[*] %s: iteration %d, checkpoint %s", result.status, result.step, result.checkpoint)
-    return 0
+        return run_meta_training(
+            config, run_directory(config.checkpoint_dir, args.trial),
+            precision=getattr(args, "precision", None) or "float32",
+            strategy=make_strategy(getattr(args, "strategy", None) or "default"),
+            requested_step=args.step, extra_info={"trial": args.trial, "preset_model": args.model})
+    return exit_code_of(train)

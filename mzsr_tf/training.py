@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +33,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from mzsr_tf.checkpoints import make_manager, restore_latest, save_checkpoint
-from mzsr_tf.config import load_config, save_config, to_dict
+from mzsr_tf.config import load_config, override, save_config, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ CONFIG_FILE = "config.json"
 LOG_DIR = "logs"
 
 Metrics = Dict[str, np.ndarray]
+LoopResultLike = Any  # a LoopResult (defined below)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -240,6 +242,54 @@ class RunState:
             with open(os.path.join(self.directory, "run.json"), "w") as f:
                 json.dump(dict(extra), f, indent=2)
         return path
+
+
+def data_is_checkpointable(source: Any) -> bool:
+    """Whether a pipeline over ``source`` can save its position in a checkpoint: TFRecord files and
+    in-memory ``tf.data`` sources can, HDF5 files (read by a Python generator) cannot."""
+    if isinstance(source, tf.data.Dataset):
+        return True
+    from mzsr_tf.data.records import format_of, resolve_record_files
+    return format_of(resolve_record_files(source)[0]) != "hdf5"
+
+
+# --------------------------------------------------------------------------- command line
+
+EXIT_OK, EXIT_NON_FINITE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def config_with_overrides(config: Any, json_path: Optional[str], flags: Mapping[str, Any]) -> Any:
+    """``config`` overridden by the JSON object in ``json_path`` (if any), then by ``flags``
+    (entries that are ``None`` are ignored).  Bad files are a ``ValueError`` naming them."""
+    if json_path:
+        try:
+            with open(json_path) as f:
+                values = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--config {json_path}: cannot read a JSON object ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {json_path}: expected a JSON object of {type(config).__name__} "
+                             f"options, got {type(values).__name__}")
+        config = override(config, values.get("values", values))
+    return override(config, {k: v for k, v in flags.items() if v is not None})
+
+
+def exit_code_of(train: Callable[[], LoopResultLike]) -> int:
+    """Run ``train``; 0 when it finished or was interrupted (and saved), 1 on a non-finite loss,
+    2 on bad input (checkpoints, records, ``--step``, config values), with a one-line message."""
+    from mzsr_tf.checkpoints import CheckpointError
+    from mzsr_tf.data.records import RecordError
+
+    try:
+        result = train()
+    except (CheckpointError, RecordError, ResumeError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_NON_FINITE
+    log.info("[*] %s: step %d, checkpoint %s", result.status, result.step, result.checkpoint)
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- the loop

@@ -1,0 +1,156 @@
+"""Large-scale "bicubic" pretraining (the reference's ``Large-Scale_Training``): θ_T for the transfer.
+
+Plain supervised super-resolution on pairs ``(ILR, HR)``: 96x96 HR patches, their 48x48 bicubic LR
+upscaled back by cubic ``imresize`` (``mzsr_tf.data.pretrain_dataset``), batches of 32, the L1 loss,
+and Adam with a learning rate of 4e-4 halved every 100,000 steps, never below 1e-4
+(``tf.train.exponential_decay(4e-4, step, 100000, 0.5, staircase=True)`` floored at 1e-4, as the
+reference).  Checkpoints, resume, summaries, signal handling and the NaN stop are the same as for
+meta-training (``mzsr_tf.training``); so are ``strategy`` (the batch is split across replicas,
+gradients summed) and ``precision='mixed_float16'`` (float16 convolutions, float32 variables, a
+dynamic ``LossScaleOptimizer``).
+
+Differences from the reference: Adam's epsilon is TF1's 1e-8 (Keras' default is 1e-7); the
+reference bicubic-upscales every batch in a numpy loop, here it is part of the ``tf.data`` pipeline;
+summaries are written every ``print_every`` steps (reference: 1000) and checkpoints every
+``save_every`` (reference: 10000, keeping all).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mzsr_tf.config import ModelConfig, PretrainConfig
+from mzsr_tf.inner import l1_loss
+from mzsr_tf.model import MZSRNet, forward
+from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, compute_dtype,
+                              config_with_overrides, data_is_checkpointable, exit_code_of,
+                              is_chief, make_strategy, replica_count, run_directory, run_loop,
+                              split_across_replicas, write_images, write_scalars)
+
+log = logging.getLogger(__name__)
+
+ADAM_EPSILON = 1e-8
+"""TF1's ``AdamOptimizer`` default, used by the reference."""
+
+
+def learning_rate_at(step, config: PretrainConfig) -> tf.Tensor:
+    """``max(lr * decay_rate ** floor(step / decay_steps), min_lr)`` as float32 (step 0-based)."""
+    step = tf.cast(step, tf.int64)
+    halvings = tf.cast(step // config.lr_decay_steps, tf.float32)
+    return tf.maximum(config.lr * tf.pow(tf.constant(config.lr_decay_rate, tf.float32), halvings),
+                      config.min_lr)
+
+
+class Pretrainer:
+    """The network, Adam and the step counter, with a ``tf.function`` training step.
+
+    ``train_step((ilr, hr))`` (each float32 ``[batch, P, P, C]`` in [0, 1], global batch) runs one
+    step with the learning rate of the current step and returns ``{'loss', 'learning_rate'}``.
+    """
+
+    def __init__(self, config: PretrainConfig, model_config: ModelConfig = ModelConfig(),
+                 strategy: Optional[tf.distribute.Strategy] = None, precision: str = "float32"):
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replica_count(self.strategy, config.batch_size, "batch_size")
+        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(precision))
+        with self.strategy.scope():
+            self.model = MZSRNet(model_config, seed=config.seed)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            adam = keras.optimizers.Adam(learning_rate=lambda: learning_rate_at(self.step, config),
+                                         epsilon=ADAM_EPSILON)
+            mixed = compute_dtype(precision) == tf.float16
+            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if mixed else adam
+            self.optimizer.build(self.model.trainable_variables)
+        self._step_fn = tf.function(self._distributed_step)
+        self._output_fn = tf.function(lambda ilr: self.forward_fn(self.model.trainable_variables, ilr))
+
+    def _replica_step(self, ilr: tf.Tensor, hr: tf.Tensor) -> tf.Tensor:
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = l1_loss(hr, self.forward_fn(variables, ilr))
+            # The global loss is the mean over replicas' means; Keras sums the gradients.
+            part = loss / self.strategy.num_replicas_in_sync
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                part = self.optimizer.scale_loss(part)
+        self.optimizer.apply_gradients(zip(tape.gradient(part, variables), variables))
+        return loss
+
+    def _distributed_step(self, ilr, hr) -> Dict[str, tf.Tensor]:
+        rate = learning_rate_at(self.step, self.config)
+        losses = self.strategy.run(self._replica_step, args=(ilr, hr))
+        loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        self.step.assign_add(1)
+        return {"loss": loss, "learning_rate": rate}
+
+    def train_step(self, batch: Sequence[tf.Tensor]) -> Dict[str, np.ndarray]:
+        ilr, hr = split_across_replicas(self.strategy, tuple(batch))
+        return {k: v.numpy() for k, v in self._step_fn(ilr, hr).items()}
+
+    def images(self, batch: Sequence[tf.Tensor], max_images: int = 4) -> Dict[str, tf.Tensor]:
+        """Input, output and label of the first images of ``batch`` (the reference's summaries)."""
+        ilr, hr = (tf.convert_to_tensor(x)[:max_images] for x in batch)
+        return {"1. Input": ilr, "2. Output": self._output_fn(ilr), "3. Label": hr}
+
+
+def run_pretraining(config: PretrainConfig, directory: str, *, source: Any = None,
+                    model_config: ModelConfig = ModelConfig(), precision: str = "float32",
+                    strategy: Optional[tf.distribute.Strategy] = None,
+                    requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None,
+                    extra_info: Optional[Mapping[str, Any]] = None) -> LoopResult:
+    """Pretrain into the run folder ``directory`` until ``config.max_steps`` steps.
+
+    ``source``: pretraining records (default ``config.tfrecord_path``) or a ``tf.data.Dataset`` of
+    ``(hr, lr)`` pairs.  Starts from random weights (seed ``config.seed``) or resumes the folder's
+    latest checkpoint (``requested_step`` must then match it).  Raises ``NonFiniteLossError``
+    (nothing saved) when the loss becomes NaN or Inf.
+    """
+    from mzsr_tf.data.pipelines import pretrain_dataset
+
+    strategy = strategy or tf.distribute.get_strategy()
+    trainer = Pretrainer(config, model_config, strategy, precision)
+    source = config.tfrecord_path if source is None else source
+    batches = iter(pretrain_dataset(source, config, config.seed))
+    trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
+    if data_is_checkpointable(source):
+        trackables["data"] = batches  # a resumed run continues the same batch stream
+    state = RunState(directory, config, trainer.step, config.max_to_keep, chief=is_chief(strategy),
+                     **trackables)
+    resumed = state.resume(requested_step)
+    log.info("[*] %s", f"resumed {resumed} at step {state.current_step}" if resumed
+             else f"starting from random weights (seed {config.seed})")
+    state.write_config(dict(extra_info or {}, precision=precision,
+                            replicas=strategy.num_replicas_in_sync,
+                            model=dataclasses.asdict(model_config)))
+
+    def report(step: int, metrics: Mapping[str, np.ndarray], batch) -> None:
+        log.info("Iteration: %d Loss: %.6f LR: %.3g Time: %.2f (%.3f steps/s, data wait %.0f%%)",
+                 step, metrics["loss"], metrics["learning_rate"], metrics["seconds"],
+                 metrics["steps_per_second"], 100 * metrics["data_wait_share"])
+        write_scalars(state.writer, step, {"loss": metrics["loss"],
+                                           "learning_rate": metrics["learning_rate"],
+                                           "time/steps_per_second": metrics["steps_per_second"],
+                                           "time/data_wait_share": metrics["data_wait_share"]})
+        write_images(state.writer, step, trainer.images(batch))
+
+    settings = LoopSettings(config.max_steps, config.print_every, config.save_every)
+    return run_loop(trainer.train_step, batches, state, settings, report, guard)
+
+
+def train_from_flags(args) -> int:
+    """``scripts/pretrain.py``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
+    def train() -> LoopResult:
+        config = config_with_overrides(PretrainConfig(), args.config, {
+            "max_steps": args.iterations, "tfrecord_path": args.tfrecord,
+            "checkpoint_dir": args.checkpoint_dir, "print_every": args.print_every,
+            "save_every": args.save_every})
+        return run_pretraining(config, run_directory(config.checkpoint_dir, args.trial),
+                               precision=args.precision, strategy=make_strategy(args.strategy),
+                               requested_step=args.step, extra_info={"trial": args.trial})
+    return exit_code_of(train)
