@@ -17,6 +17,7 @@ modified: the steps produce new tensors from the starting weights, so every imag
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -98,11 +99,16 @@ class MetaTester:
         return son_ilr, lr_ilr
 
     def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
+        cfg = self.config
         son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
-        initial_sr = tf.clip_by_value(forward(self.params, lr_ilr)[0], 0.0, 1.0)
+        net = functools.partial(forward, compute_dtype=tf.as_dtype(cfg.precision))
+        # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
+        loss_scale = 1024.0 if cfg.precision == "float16" else 1.0
+        initial_sr = tf.clip_by_value(net(self.params, lr_ilr)[0], 0.0, 1.0)
 
         def step(i, params, losses):
-            params, loss = inner.inner_step(forward, params, son_ilr[None], lr[None], rates[i])
+            params, loss = inner.inner_step(net, params, son_ilr[None], lr[None], rates[i],
+                                            loss_scale=loss_scale)
             return i + 1, params, losses.write(i, loss)
 
         num_steps = tf.size(rates)
@@ -110,7 +116,7 @@ class MetaTester:
             lambda i, params, losses: i < num_steps, step,
             (tf.constant(0), [tf.convert_to_tensor(p) for p in self.params],
              tf.TensorArray(tf.float32, size=num_steps)))
-        sr = tf.clip_by_value(forward(params, lr_ilr)[0], 0.0, 1.0)
+        sr = tf.clip_by_value(net(params, lr_ilr)[0], 0.0, 1.0)
         return initial_sr, sr, losses.stack()
 
     def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,

@@ -84,10 +84,10 @@ def _meta_test(args) -> int:
     preset = preset_for_model(args.model)
     scale = args.scale if args.scale else preset.scale
     config = preset.adaptation_config(num_steps=args.num_steps, scale=scale, noise_std=args.noise,
-                                      back_projection=args.backprojection)
-    log.info("model %d: %s, x%g, %s down-sampling, %d step(s), inner_lr %s", preset.model_index,
+                                      back_projection=args.backprojection, precision=args.precision)
+    log.info("model %d: %s, x%g, %s down-sampling, %d step(s), inner_lr %s, %s", preset.model_index,
              preset.reference_name, scale, config.ds_method, config.num_steps,
-             list(config.inner_lr.rates(config.num_steps)))
+             list(config.inner_lr.rates(config.num_steps)), config.precision)
     if args.kernelpath:
         kernel = load_kernel(args.kernelpath)
         log.info("kernel %s (%dx%d)", args.kernelpath, *kernel.shape)

@@ -39,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("--scale", type=float, default=None, help="default: the preset's scale")
     parser.add_argument("--noise", type=float, default=0.0, help="std of noise added to the son")
     parser.add_argument("--backprojection", action="store_true", help="refine by 4 back-projection iterations")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
+                        help="dtype of the convolutions (float32 reproduces the reference)")
     # meta-training
     parser.add_argument("--train", action="store_true", dest="is_train", help="meta-train instead of testing")
     parser.add_argument("--trial", type=int, default=0, help="training run number (folder ModelT)")

@@ -1,6 +1,8 @@
 """Tests of the meta-test (Algorithm 2): the in-graph loop, its invariants and the reference's numbers."""
 import dataclasses
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -114,3 +116,18 @@ def test_adapt_at_steps_equals_separate_runs(small_model, blur):
         np.testing.assert_array_equal(multi.son_losses[:n], single.son_losses)
     assert multi.son_losses.shape == (4,)
     assert not np.array_equal(multi.srs[0], multi.srs[4])
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_reduced_precision_stays_close_to_float32(small_model, blur, precision):
+    lr = _smooth_image(np.random.default_rng(6), 24, 24)
+    base = preset_for_model(0).adaptation_config(num_steps=3)
+    reference = MetaTester(small_model.trainable_variables, base).adapt(lr, blur)
+    reduced = MetaTester(small_model.trainable_variables,
+                         dataclasses.replace(base, precision=precision)).adapt(lr, blur)
+    # bfloat16 keeps 8 significant bits, float16 11: the residual network's output moves by far less
+    # than one grey level (1/255 = 0.0039), and the son losses agree to a few per cent
+    tolerance = 4e-3 if precision == "bfloat16" else 1e-3
+    assert np.max(np.abs(reduced.sr - reference.sr)) < tolerance
+    np.testing.assert_allclose(reduced.son_losses, reference.son_losses, rtol=3e-2)
+    assert not np.array_equal(reduced.sr, reference.sr)  # it really computed in another precision
