@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from mzsr_tf import degradation, inner
-from mzsr_tf.config import AdaptationConfig
+from mzsr_tf.config import PRECISIONS, AdaptationConfig
 from mzsr_tf.imresize import tf_imresize
 from mzsr_tf.model import forward
 
@@ -101,9 +101,9 @@ class MetaTester:
     def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
         cfg = self.config
         son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
-        net = functools.partial(forward, compute_dtype=tf.as_dtype(cfg.precision))
+        net = functools.partial(forward, compute_dtype=tf.as_dtype(PRECISIONS[cfg.precision]))
         # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
-        loss_scale = 1024.0 if cfg.precision == "float16" else 1.0
+        loss_scale = 1024.0 if cfg.precision == "mixed_float16" else 1.0
         initial_sr = tf.clip_by_value(net(self.params, lr_ilr)[0], 0.0, 1.0)
 
         def step(i, params, losses):

@@ -27,8 +27,8 @@ import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 DS_METHODS = ("direct", "bicubic")
-PRECISIONS = ("float32", "bfloat16", "float16")
-"""Compute dtypes of the meta-test's convolutions (weights, losses and updates stay float32)."""
+PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+"""Precision (Keras policy name) -> dtype of the convolutions; weights, losses and updates stay float32."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +78,9 @@ class AdaptationConfig:
 
     ``inner_lr`` is the per-step learning-rate schedule of plain SGD on the L1 loss between the
     LR input ("HR father") and the network applied to the cubic upscale of its "son".
-    ``precision`` is the dtype of the convolutions: ``float32`` (the reference's numbers), or
-    ``bfloat16`` (about twice as fast on CPUs with AVX512-BF16/AMX and on recent GPUs) or
-    ``float16`` (GPUs); weights, losses and SGD updates stay float32.
+    ``precision`` sets the dtype of the convolutions: ``float32`` (the reference's numbers),
+    ``mixed_bfloat16`` (about twice as fast on CPUs with AVX512-BF16/AMX and on recent GPUs) or
+    ``mixed_float16`` (GPUs); weights, losses and SGD updates stay float32.
     """
 
     scale: float = 2.0
@@ -97,7 +97,7 @@ class AdaptationConfig:
         if self.ds_method not in DS_METHODS:
             raise ValueError(f"ds_method must be one of {DS_METHODS}, got {self.ds_method!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {self.num_steps}")
         if self.scale <= 1:

@@ -39,8 +39,6 @@ def parse_args(argv=None):
     parser.add_argument("--scale", type=float, default=None, help="default: the preset's scale")
     parser.add_argument("--noise", type=float, default=0.0, help="std of noise added to the son")
     parser.add_argument("--backprojection", action="store_true", help="refine by 4 back-projection iterations")
-    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
-                        help="dtype of the convolutions (float32 reproduces the reference)")
     # meta-training
     parser.add_argument("--train", action="store_true", dest="is_train", help="meta-train instead of testing")
     parser.add_argument("--trial", type=int, default=0, help="training run number (folder ModelT)")
@@ -61,7 +59,9 @@ def parse_args(argv=None):
                         help="keep the query-loss weights at 1/K (the reference's behaviour)")
     parser.add_argument("--print-every", type=int, default=None, help="log and summarise every N iterations")
     parser.add_argument("--save-every", type=int, default=None, help="checkpoint every N iterations")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16"], default="float32")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32",
+                        help="float32 reproduces the reference; mixed_*: float16/bfloat16 convolutions with "
+                             "float32 weights (meta-test: both; training: mixed_float16)")
     parser.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
                         help="tf.distribute strategy: tasks are split across replicas")
     args = parser.parse_args(argv)

@@ -118,7 +118,7 @@ def test_adapt_at_steps_equals_separate_runs(small_model, blur):
     assert not np.array_equal(multi.srs[0], multi.srs[4])
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_reduced_precision_stays_close_to_float32(small_model, blur, precision):
     lr = _smooth_image(np.random.default_rng(6), 24, 24)
     base = preset_for_model(0).adaptation_config(num_steps=3)
@@ -127,7 +127,7 @@ def test_reduced_precision_stays_close_to_float32(small_model, blur, precision):
                          dataclasses.replace(base, precision=precision)).adapt(lr, blur)
     # bfloat16 keeps 8 significant bits, float16 11: the residual network's output moves by far less
     # than one grey level (1/255 = 0.0039), and the son losses agree to a few per cent
-    tolerance = 4e-3 if precision == "bfloat16" else 1e-3
+    tolerance = 4e-3 if precision == "mixed_bfloat16" else 1e-3
     assert np.max(np.abs(reduced.sr - reference.sr)) < tolerance
     np.testing.assert_allclose(reduced.son_losses, reference.son_losses, rtol=3e-2)
     assert not np.array_equal(reduced.sr, reference.sr)  # it really computed in another precision
