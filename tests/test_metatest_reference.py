@@ -6,8 +6,6 @@ PSNRs (full precision) and, for ``--model 0 --num 1``, its SR images (see tests/
 averages: ``--model 0 --num 1`` ``Initial: 29.1360, Final : 29.1421``; ``--model 0 --num 10`` ``Final :
 29.1625``; ``--model 2 --num 10`` ``Final : 29.1401``.
 """
-import dataclasses
-
 import numpy as np
 import pytest
 
