@@ -65,7 +65,7 @@ class MetaTester:
       params: the starting (meta-trained) weights, tensors or variables in ``PARAM_NAMES`` order,
         e.g. ``model.trainable_variables``. They are read, never written.
       config: scale, down-sampling method, number of steps and their learning rates, noise,
-        back-projection.
+        back-projection, precision. May be replaced between images (``tester.config = ...``).
     """
 
     def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig):
@@ -74,91 +74,41 @@ class MetaTester:
         image = tf.TensorSpec([None, None, None], tf.float32)
         shape = tf.TensorSpec([2], tf.int32)
         rates = tf.TensorSpec([None], tf.float32)
+        record = tf.TensorSpec([None], tf.bool)
         seed = tf.TensorSpec([2], tf.int32)
         # autograph=False: the graph is plain TF ops (an explicit tf.while_loop), which keeps the
         # one-off tracing cost low (autograph would transpile every library function it calls).
-        self._adapt_with_kernel = tf.function(
-            self._adapt, autograph=False,
-            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, seed])
-        self._adapt_bicubic = tf.function(
-            lambda lr, out_hw, rate_list, noise_seed: self._adapt(lr, None, out_hw, rate_list, noise_seed),
-            autograph=False, input_signature=[image, shape, rates, seed])
-        record = tf.TensorSpec([None], tf.bool)
-        self._adapt_recording = tf.function(
-            self._adapt_and_record, autograph=False,
+        self._run_with_kernel = tf.function(
+            self._run, autograph=False,
             input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, record, seed])
+        self._run_bicubic = tf.function(
+            lambda lr, out_hw, rate_list, record_at, noise_seed: self._run(
+                lr, None, out_hw, rate_list, record_at, noise_seed),
+            autograph=False, input_signature=[image, shape, rates, record, seed])
 
-    def _son_and_input(self, lr, kernel, out_hw, noise_seed):
-        """The son's cubic upscale ``[1, h, w, C]`` (training input) and ``lr``'s ``[1, H, W, C]``."""
+    def _run(self, lr, kernel, out_hw, rates, record, noise_seed):
+        """The graph: son, ``len(rates)`` steps, and the SR image after ``n`` steps wherever ``record[n]``.
+
+        Returns ``(srs [count(record), H, W, C], son_losses [len(rates)])``.
+        """
         cfg = self.config
         down_kernel = "cubic" if kernel is None else kernel
         son = degradation.tf_degrade(lr, down_kernel, cfg.scale, ds_method=cfg.ds_method,
                                      noise_std=cfg.noise_std, seed=noise_seed)
-        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)
+        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)[None]
         lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
-        return son_ilr, lr_ilr
-
-    def _adapt(self, lr, kernel, out_hw, rates, noise_seed):
-        cfg = self.config
-        son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
         net = functools.partial(forward, compute_dtype=tf.as_dtype(PRECISIONS[cfg.precision]))
         # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
         loss_scale = 1024.0 if cfg.precision == "mixed_float16" else 1.0
-        initial_sr = tf.clip_by_value(net(self.params, lr_ilr)[0], 0.0, 1.0)
-
-        def step(i, params, losses):
-            params, loss = inner.inner_step(net, params, son_ilr[None], lr[None], rates[i],
-                                            loss_scale=loss_scale)
-            return i + 1, params, losses.write(i, loss)
-
-        num_steps = tf.size(rates)
-        _, params, losses = tf.while_loop(
-            lambda i, params, losses: i < num_steps, step,
-            (tf.constant(0), [tf.convert_to_tensor(p) for p in self.params],
-             tf.TensorArray(tf.float32, size=num_steps)))
-        sr = tf.clip_by_value(net(params, lr_ilr)[0], 0.0, 1.0)
-        return initial_sr, sr, losses.stack()
-
-    def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
-              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
-              ) -> AdaptationResult:
-        """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
-
-        ``output_shape`` is the SR image's ``(H, W)``; by default ``ceil(scale * lr.shape[:2])``.
-        ``seed`` feeds the son's noise (used only when ``config.noise_std > 0``).
-        """
-        cfg = self.config
-        if output_shape is None:
-            output_shape = tuple(int(np.ceil(n * cfg.scale)) for n in lr.shape[:2])
-        rates = np.asarray(cfg.inner_lr.rates(cfg.num_steps), np.float32)
-        start = time.perf_counter()
-        args = (tf.constant(lr, tf.float32),)
-        if kernel is not None:
-            args += (tf.constant(kernel, tf.float32),)
-        args += (tf.constant(output_shape, tf.int32), tf.constant(rates), tf.constant(seed, tf.int32))
-        run = self._adapt_bicubic if kernel is None else self._adapt_with_kernel
-        initial_sr, sr, losses = (t.numpy() for t in run(*args))
-        if cfg.back_projection:
-            down_kernel = "cubic" if kernel is None else kernel
-            for _ in range(cfg.back_projection_iters):
-                sr = degradation.back_projection(sr, lr, down_kernel, cfg.upscale_method,
-                                                 cfg.scale, cfg.ds_method)
-        return AdaptationResult(sr=np.asarray(sr, np.float32), initial_sr=initial_sr,
-                                son_losses=losses, seconds=time.perf_counter() - start)
-
-
-    def _adapt_and_record(self, lr, kernel, out_hw, rates, record, noise_seed):
-        """``_adapt`` keeping the SR image after ``n`` steps for every ``n`` with ``record[n]``."""
-        son_ilr, lr_ilr = self._son_and_input(lr, kernel, out_hw, noise_seed)
         slots = tf.cumsum(tf.cast(record, tf.int32)) - 1  # where the SR after n steps goes
 
         def keep_sr(n, params, srs):
             return tf.cond(record[n],
-                           lambda: srs.write(slots[n], tf.clip_by_value(forward(params, lr_ilr)[0], 0.0, 1.0)),
+                           lambda: srs.write(slots[n], tf.clip_by_value(net(params, lr_ilr)[0], 0.0, 1.0)),
                            lambda: srs)
 
         def step(i, params, losses, srs):
-            params, loss = inner.inner_step(forward, params, son_ilr[None], lr[None], rates[i])
+            params, loss = inner.inner_step(net, params, son_ilr, lr[None], rates[i], loss_scale=loss_scale)
             return i + 1, params, losses.write(i, loss), keep_sr(i + 1, params, srs)
 
         start = [tf.convert_to_tensor(p) for p in self.params]
@@ -169,15 +119,8 @@ class MetaTester:
             (tf.constant(0), start, tf.TensorArray(tf.float32, size=num_steps), srs))
         return srs.stack(), losses.stack()
 
-    def adapt_at_steps(self, lr: np.ndarray, kernel: np.ndarray, step_counts: Sequence[int],
-                       output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
-                       ) -> MultiStepResult:
-        """One run of ``max(step_counts)`` steps giving the SR image after each of ``step_counts``.
-
-        ``srs[n]`` equals ``adapt`` with ``num_steps=n`` (the same ops: step ``i`` always uses
-        ``config.inner_lr(i)``), at the cost of the longest run; ``config.num_steps`` is ignored.
-        ``kernel`` is a 2-D blur kernel (no bicubic son here); other arguments as ``adapt``.
-        """
+    def _execute(self, lr, kernel, step_counts, output_shape, seed):
+        """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
         cfg = self.config
         counts = sorted(set(int(n) for n in step_counts))
         if not counts or counts[0] < 0:
@@ -187,19 +130,51 @@ class MetaTester:
         record = np.zeros(counts[-1] + 1, bool)
         record[counts] = True
         start = time.perf_counter()
-        srs, losses = self._adapt_recording(
-            tf.constant(lr, tf.float32), tf.constant(kernel, tf.float32),
-            tf.constant(output_shape, tf.int32),
-            tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32), tf.constant(record),
-            tf.constant(seed, tf.int32))
-        srs = {n: sr for n, sr in zip(counts, srs.numpy())}
-        if cfg.back_projection:
-            for n, sr in srs.items():
-                for _ in range(cfg.back_projection_iters):
-                    sr = degradation.back_projection(sr, lr, kernel, cfg.upscale_method, cfg.scale,
-                                                     cfg.ds_method)
-                srs[n] = np.asarray(sr, np.float32)
-        return MultiStepResult(srs=srs, son_losses=losses.numpy(), seconds=time.perf_counter() - start)
+        args = (tf.constant(lr, tf.float32),)
+        if kernel is not None:
+            args += (tf.constant(kernel, tf.float32),)
+        args += (tf.constant(output_shape, tf.int32), tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32),
+                 tf.constant(record), tf.constant(seed, tf.int32))
+        run = self._run_bicubic if kernel is None else self._run_with_kernel
+        srs, losses = run(*args)
+        srs = dict(zip(counts, srs.numpy()))
+        return srs, losses.numpy(), time.perf_counter() - start
+
+    def _back_project(self, sr, lr, kernel):
+        cfg = self.config
+        down_kernel = "cubic" if kernel is None else kernel
+        for _ in range(cfg.back_projection_iters):
+            sr = degradation.back_projection(sr, lr, down_kernel, cfg.upscale_method, cfg.scale, cfg.ds_method)
+        return np.asarray(sr, np.float32)
+
+    def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
+              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+              ) -> AdaptationResult:
+        """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
+
+        ``output_shape`` is the SR image's ``(H, W)``; by default ``ceil(scale * lr.shape[:2])``.
+        ``seed`` feeds the son's noise (used only when ``config.noise_std > 0``).
+        """
+        num_steps = self.config.num_steps
+        srs, losses, seconds = self._execute(lr, kernel, (0, num_steps), output_shape, seed)
+        sr = srs[num_steps]
+        if self.config.back_projection:
+            sr = self._back_project(sr, lr, kernel)
+        return AdaptationResult(sr=sr, initial_sr=srs[0], son_losses=losses, seconds=seconds)
+
+    def adapt_at_steps(self, lr: np.ndarray, kernel: Optional[np.ndarray], step_counts: Sequence[int],
+                       output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+                       ) -> MultiStepResult:
+        """One run of ``max(step_counts)`` steps giving the SR image after each of ``step_counts``.
+
+        ``srs[n]`` equals ``adapt`` with ``num_steps=n`` (the same ops: step ``i`` always uses
+        ``config.inner_lr(i)``), at the cost of the longest run; ``config.num_steps`` is ignored.
+        Other arguments as ``adapt``.
+        """
+        srs, losses, seconds = self._execute(lr, kernel, step_counts, output_shape, seed)
+        if self.config.back_projection:
+            srs = {n: self._back_project(sr, lr, kernel) for n, sr in srs.items()}
+        return MultiStepResult(srs=srs, son_losses=losses, seconds=seconds)
 
 
 def adapt_steps(params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tensor,

@@ -84,7 +84,7 @@ def test_one_trace_serves_every_image_size_and_step_count(small_model, blur):
         tester.adapt(_smooth_image(rng, *shape), blur)
     tester.config = preset_for_model(0).adaptation_config(num_steps=3)
     tester.adapt(_smooth_image(rng, 16, 16), blur)
-    assert tester._adapt_with_kernel.experimental_get_tracing_count() == 1
+    assert tester._run_with_kernel.experimental_get_tracing_count() == 1
 
 
 def test_bicubic_son_without_kernel(small_model):
