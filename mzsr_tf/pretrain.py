@@ -6,8 +6,8 @@ and Adam with a learning rate of 4e-4 halved every 100,000 steps, never below 1e
 (``tf.train.exponential_decay(4e-4, step, 100000, 0.5, staircase=True)`` floored at 1e-4, as the
 reference).  Checkpoints, resume, summaries, signal handling and the NaN stop are the same as for
 meta-training (``mzsr_tf.training``); so are ``strategy`` (the batch is split across replicas,
-gradients summed) and ``precision='mixed_float16'`` (float16 convolutions, float32 variables, a
-dynamic ``LossScaleOptimizer``).
+gradients summed) and ``precision``: ``'mixed_float16'`` (float16 convolutions, float32 variables, a
+dynamic ``LossScaleOptimizer``) or ``'mixed_bfloat16'`` (bfloat16 convolutions, no loss scaling).
 
 Differences from the reference: Adam's epsilon is TF1's 1e-8 (Keras' default is 1e-7); the
 reference bicubic-upscales every batch in a numpy loop, here it is part of the ``tf.data`` pipeline;
@@ -30,8 +30,9 @@ from mzsr_tf.inner import l1_loss
 from mzsr_tf.model import MZSRNet, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, compute_dtype,
                               config_with_overrides, data_is_checkpointable, exit_code_of,
-                              is_chief, make_strategy, replica_count, run_directory, run_loop,
-                              split_across_replicas, write_images, write_scalars)
+                              is_chief, make_strategy, needs_loss_scaling, replica_count,
+                              run_directory, run_loop, split_across_replicas, write_images,
+                              write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Pretrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             adam = keras.optimizers.Adam(learning_rate=lambda: learning_rate_at(self.step, config),
                                          epsilon=ADAM_EPSILON)
-            mixed = compute_dtype(precision) == tf.float16
+            mixed = needs_loss_scaling(precision)
             self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if mixed else adam
             self.optimizer.build(self.model.trainable_variables)
         self._step_fn = tf.function(self._distributed_step)

@@ -38,7 +38,7 @@ from mzsr_tf.config import load_config, override, save_config, to_dict
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_float16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CONFIG_FILE = "config.json"
 LOG_DIR = "logs"
 
@@ -83,8 +83,15 @@ def check_precision(precision: str) -> str:
 
 
 def compute_dtype(precision: str) -> tf.DType:
-    """float16 for ``mixed_float16`` (variables stay float32), else float32."""
-    return tf.float16 if check_precision(precision) == "mixed_float16" else tf.float32
+    """The convolutions' dtype: float16 / bfloat16 for the mixed precisions (variables, losses and
+    updates stay float32), else float32."""
+    return {"float32": tf.float32, "mixed_float16": tf.float16,
+            "mixed_bfloat16": tf.bfloat16}[check_precision(precision)]
+
+
+def needs_loss_scaling(precision: str) -> bool:
+    """float16's narrow exponent range needs loss scaling; bfloat16 has float32's range."""
+    return check_precision(precision) == "mixed_float16"
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

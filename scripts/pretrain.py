@@ -27,7 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint-dir", default=None, help="default runs/pretrain")
     parser.add_argument("--print-every", type=int, default=None, help="log and summarise every N steps")
     parser.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16"], default="float32")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        default="float32", help="dtype of the convolutions (variables stay float32)")
     parser.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
                         help="tf.distribute strategy: the batch is split across replicas")
     return parser.parse_args(argv)

@@ -371,7 +371,7 @@ def test_record_patches_are_cropped_to_the_patch_size(tmp_path):
 
 # --------------------------------------------------------------------------- precision and strategies
 
-def test_mixed_float16_runs_with_finite_losses():
+def test_mixed_precisions_run_with_finite_losses():
     config = _tiny_config()
     tasks = _random_tasks(seed=8)
     mixed = MetaTrainer(config, TINY_MODEL, precision="mixed_float16")
@@ -384,6 +384,9 @@ def test_mixed_float16_runs_with_finite_losses():
     first_mixed = MetaTrainer(config, TINY_MODEL, precision="mixed_float16").train_step(tasks)
     first_plain = plain.train_step(tasks)
     np.testing.assert_allclose(first_mixed["query_losses"], first_plain["query_losses"], rtol=5e-3)
+    # bfloat16 (8-bit mantissa): within 3e-2 of float32.
+    first_bf16 = MetaTrainer(config, TINY_MODEL, precision="mixed_bfloat16").train_step(tasks)
+    np.testing.assert_allclose(first_bf16["query_losses"], first_plain["query_losses"], rtol=3e-2)
 
 
 def test_meta_batch_must_split_across_replicas():

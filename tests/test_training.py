@@ -138,7 +138,7 @@ def test_summaries_are_readable_tensorboard_events(tmp_path):
 def test_bad_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown strategy 'mirror'; choose one of default, mirrored, multiworker"):
         training.make_strategy("mirror")
-    with pytest.raises(ValueError, match="precision must be one of float32, mixed_float16, got 'float16'"):
+    with pytest.raises(ValueError, match="precision must be one of float32, mixed_float16, mixed_bfloat16, got 'float16'"):
         training.check_precision("float16")
     with pytest.raises(ValueError, match="save_every must be >= 1, got 0"):
         LoopSettings(10, 1, 0)
