@@ -5,7 +5,7 @@ display, no global backend switch).
   each image set, with bicubic interpolation (dashed), the ZSSR-like baseline (star, at its mean
   number of steps) and the paper's MZSR (1) / (10) (open circles) where known;
 * ``plot_crops``: side-by-side crops (LR, bicubic, MZSR (n)..., GT) of chosen images, the crop
-  placed where bicubic interpolation is worst (``choose_crop``).
+  placed where the GT has the most detail (``choose_crop`` on ``detail_map``), whatever the methods do.
 """
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def plot_psnr_vs_steps(cells: Sequence[Mapping], steps: Sequence[int], path: str
                 panel.plot(*zip(*paper), "o", markerfacecolor="none", color=colour, markersize=9,
                            label=f"{cell['set']} paper")
         panel.set_xscale("symlog", linthresh=1)
+        ticks = sorted(set(steps) | {round(c["columns"]["zssr"]["steps"]) for c in mine if "zssr" in c["columns"]})
+        panel.set_xlim(-0.3, 1.5 * ticks[-1])
+        panel.set_xticks(ticks, [str(t) for t in ticks])
         panel.set_xlabel("adaptation steps")
         panel.set_ylabel("PSNR (dB)")
         panel.set_title(math_kernel_name(mine[0]["paper_kernel"]) + f" ({kernel})")
@@ -69,16 +72,22 @@ def plot_psnr_vs_steps(cells: Sequence[Mapping], steps: Sequence[int], path: str
     return _save(figure, path)
 
 
-def choose_crop(gt: np.ndarray, other: np.ndarray, size: int, align: int = 1) -> Tuple[int, int]:
-    """Top-left ``(row, col)`` of the ``size`` x ``size`` window where ``other`` differs most from ``gt``.
+def detail_map(image: np.ndarray) -> np.ndarray:
+    """``|dY/dx| + |dY/dy|`` of a uint8 RGB image's Y channel (forward differences, last row/column
+    repeated), float64 ``[H, W]``."""
+    y = rgb2y(image).astype(np.float64)
+    return np.abs(np.diff(y, axis=1, append=y[:, -1:])) + np.abs(np.diff(y, axis=0, append=y[-1:, :]))
 
-    The difference is the absolute difference of the uint8 Y channels summed over the window (first
-    maximum in row-major order); corners are multiples of ``align`` (the scale, so the window maps
-    onto whole LR pixels).  ``size`` is reduced to the image if it is larger.
+
+def choose_crop(score: np.ndarray, size: int, align: int = 1) -> Tuple[int, int]:
+    """Top-left ``(row, col)`` of the ``size`` x ``size`` window with the largest sum of ``score``.
+
+    ``score`` is ``[H, W]``; the first maximum in row-major order wins; corners are multiples of
+    ``align`` (the scale, so the window maps onto whole LR pixels).  ``size`` is reduced to the
+    image if it is larger.
     """
-    error = np.abs(rgb2y(gt).astype(np.float64) - rgb2y(other).astype(np.float64))
-    size = min(size, error.shape[0], error.shape[1])
-    table = np.pad(error.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    size = min(size, score.shape[0], score.shape[1])
+    table = np.pad(np.asarray(score, np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     sums = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
     rows = np.arange(0, sums.shape[0], align)
     cols = np.arange(0, sums.shape[1], align)
@@ -95,14 +104,13 @@ def plot_crops(items: Sequence[Mapping], keys: Sequence[str], path: str, crop: i
     the GT's shape), ``set`` and ``image`` names and optionally ``scores`` (key -> PSNR).
     """
     panels = ["lr"] + list(keys) + ["gt"]
-    figure = Figure(figsize=(2.2 * len(panels), 2.4 * len(items)))
+    figure = Figure(figsize=(2.2 * len(panels), 2.9 * len(items)))
     axes = figure.subplots(len(items), len(panels), squeeze=False)
     for row, item in zip(axes, items):
         gt = item["gt"]
         scale = gt.shape[0] / item["lr"].shape[0]
         align = max(1, int(round(scale)))
-        reference = item["outputs"].get("bicubic", item["outputs"][keys[0]])
-        top, left = choose_crop(gt, reference, crop, align)
+        top, left = choose_crop(detail_map(gt), crop, align)
         size = min(crop, gt.shape[0], gt.shape[1])
         for axis, key in zip(row, panels):
             if key == "lr":

@@ -46,8 +46,7 @@ def _textured_image(rng, height, width):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A test set of two small images named like the paper's set "Set5", a seeded checkpoint, and one
-    evaluation run through the script (steps 0 1 2, bicubic and a short ZSSR)."""
+    """A test set of two small images named like the paper's set "Set5" and a seeded checkpoint."""
     root = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
     (root / "hr" / "Set5").mkdir(parents=True)
@@ -57,16 +56,23 @@ def tiny(tmp_path_factory):
     model = MZSRNet(seed=0)
     model(tf.zeros([1, 8, 8, 3]))
     checkpoint = export_weights(model, str(root / "ckpt" / "tiny"))
+    return {"root": root, "testsets": root / "ts", "checkpoint": checkpoint, "model": model}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny):
+    """One evaluation of the tiny set through the script: steps 0 1 2, bicubic and a short ZSSR."""
+    out = tiny["root"] / "out"
     code = _load_script().main(
-        ["--checkpoint", checkpoint, "--testsets", str(root / "ts"), "--steps", *map(str, STEPS),
-         "--baselines", "bicubic,zssr", "--zssr-steps", "4", "--out", str(root / "out")])
+        ["--checkpoint", tiny["checkpoint"], "--testsets", str(tiny["testsets"]), "--steps", *map(str, STEPS),
+         "--baselines", "bicubic,zssr", "--zssr-steps", "4", "--out", str(out)])
     assert code == 0
-    return {"root": root, "testsets": root / "ts", "checkpoint": checkpoint, "model": model,
-            "out": root / "out", "results": json.loads((root / "out" / "results.json").read_text())}
+    return {**tiny, "out": out, "results": json.loads((out / "results.json").read_text())}
 
 
-def test_every_cell_has_every_column(tiny):
-    results = tiny["results"]
+@pytest.mark.slow
+def test_every_cell_has_every_column(evaluated):
+    results = evaluated["results"]
     columns = ["bicubic", "zssr", "mzsr_0", "mzsr_1", "mzsr_2"]
     assert results["columns"] == columns
     assert [(c["kernel"], c["set"]) for c in results["cells"]] == [("g20", "Set5"), ("b13", "Set5"),
@@ -75,11 +81,11 @@ def test_every_cell_has_every_column(tiny):
         assert cell["images"] == 2
         assert sorted(cell["columns"]) == sorted(columns)
         assert all(np.isfinite(v["psnr"]) and 0 < v["ssim"] <= 1 for v in cell["columns"].values())
-    with open(tiny["out"] / "results.csv") as f:
+    with open(evaluated["out"] / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 * 5
     assert {(r["kernel"], r["method"], r["steps"]) for r in rows} >= {("g20", "mzsr", "2"), ("b13", "bicubic", "")}
-    table = (tiny["out"] / "results.md").read_text()
+    table = (evaluated["out"] / "results.md").read_text()
     ours = [line for line in table.splitlines() if "| ours |" in line]
     assert len(ours) == 3 and all(line.count("/0.") == 5 and "–" not in line for line in ours)
     # the tiny set is named Set5, so the paper's Set5 numbers are shown beside ours
@@ -87,15 +93,16 @@ def test_every_cell_has_every_column(tiny):
     assert "| g^d_2.0 (x4) (`g20x4`) | Set5 | ours |" in table
 
 
-def test_numbers_equal_a_direct_meta_test(tiny, tmp_path):
-    records = {(r["kernel"], r["image"]): r["columns"] for r in tiny["results"]["images"]}
+@pytest.mark.slow
+def test_numbers_equal_a_direct_meta_test(evaluated, tmp_path):
+    records = {(r["kernel"], r["image"]): r["columns"] for r in evaluated["results"]["images"]}
     for kernel_name in KERNELS:
         paper_kernel = testsets.get_kernel(kernel_name)
-        kernel = load_kernel(tiny["testsets"] / "Input" / kernel_name / "kernel.mat").astype(np.float32)
+        kernel = load_kernel(evaluated["testsets"] / "Input" / kernel_name / "kernel.mat").astype(np.float32)
         config = get_preset(paper_kernel.preset).adaptation_config(num_steps=2)
-        summary = run_folder(MetaTester(tiny["model"].trainable_variables, config),
-                             str(tiny["testsets"] / "Input" / kernel_name / "Set5"), str(tmp_path / kernel_name),
-                             kernel, gt_dir=str(tiny["testsets"] / paper_kernel.gt_folder / "Set5"),
+        summary = run_folder(MetaTester(evaluated["model"].trainable_variables, config),
+                             str(evaluated["testsets"] / "Input" / kernel_name / "Set5"), str(tmp_path / kernel_name),
+                             kernel, gt_dir=str(evaluated["testsets"] / paper_kernel.gt_folder / "Set5"),
                              log=lambda s: None)
         for image in summary["images"]:
             columns = records[(kernel_name, image["name"])]
@@ -110,8 +117,9 @@ def test_numbers_equal_a_direct_meta_test(tiny, tmp_path):
             assert columns["bicubic"]["psnr"] == metrics.psnr_y(np.clip(bicubic, 0, 1), gt, int(paper_kernel.scale))
 
 
-def test_figures_are_written(tiny):
-    figures = tiny["out"] / "figures"
+@pytest.mark.slow
+def test_figures_are_written(evaluated):
+    figures = evaluated["out"] / "figures"
     for name in ["psnr_vs_steps.png", "crops_g20.png", "crops_b13.png", "crops_g20x4.png"]:
         image = iio.imread(figures / name)
         assert image.shape[0] > 100 and image.shape[1] > 100

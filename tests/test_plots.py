@@ -6,17 +6,25 @@ import pytest
 from mzsr_tf import plots
 
 
-def test_choose_crop_finds_the_worst_window():
-    gt = np.zeros((80, 90, 3), np.uint8)
-    other = gt.copy()
-    other[30:40, 40:50] = 50  # the only difference: a 10 x 10 block
+def test_choose_crop_finds_the_highest_scoring_window():
+    score = np.zeros((80, 90))
+    score[30:40, 40:50] = 1.0  # the only non-zero score: a 10 x 10 block
     # 16 x 16 windows holding the whole block start at rows 24..30 and columns 34..40; the first in
     # row-major order wins
-    assert plots.choose_crop(gt, other, 16) == (24, 34)
+    assert plots.choose_crop(score, 16) == (24, 34)
     # corners on multiples of 4: rows 24 or 28, columns 36 or 40
-    assert plots.choose_crop(gt, other, 16, align=4) == (24, 36)
+    assert plots.choose_crop(score, 16, align=4) == (24, 36)
     # a window larger than the image shrinks to it
-    assert plots.choose_crop(gt, other, 200) == (0, 0)
+    assert plots.choose_crop(score, 200) == (0, 0)
+
+
+def test_detail_map_by_hand():
+    image = np.zeros((3, 4, 3), np.uint8)
+    image[1, 2] = 255  # Y = round(219 + 16) = 235 there, 16 elsewhere: a step of 219
+    expected = np.zeros((3, 4))
+    expected[1, 1] = expected[0, 2] = 219  # differences into the bright pixel
+    expected[1, 2] = 219 + 219  # out of it, to the right and downwards
+    np.testing.assert_array_equal(plots.detail_map(image), expected)
 
 
 @pytest.mark.parametrize("name, text", [("g^d_2.0", "$g^{d}_{2.0}$"), ("g^b_1.3", "$g^{b}_{1.3}$"),
