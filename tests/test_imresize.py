@@ -260,6 +260,84 @@ def test_gradient_matches_finite_differences(kernel, shape):
         assert gradient[index] == pytest.approx(numeric, abs=1e-9)
 
 
+def _scipy_direct(image, kernel, out_h, out_w, scale):
+    """Independent 'direct' down-scaling: scipy's correlate ('reflect' border), then numpy's kept rows."""
+    from scipy import ndimage
+
+    blurred = np.stack([ndimage.correlate(image[..., c], kernel, mode="reflect")
+                        for c in range(image.shape[-1])], axis=-1)
+    rows = np.round(np.linspace(0, image.shape[0] - 1 / scale, out_h)).astype(int)
+    cols = np.round(np.linspace(0, image.shape[1] - 1 / scale, out_w)).astype(int)
+    return blurred[rows][:, cols]
+
+
+@pytest.mark.parametrize("scale,shape,ksize", [
+    (1 / 2.2, (64, 64), 15),   # kept pixels unevenly spaced: blur computed at the kept pixels only
+    (1 / 3, (40, 70), 8),      # 40, 70 not multiples of 3; even kernel
+    (1 / 2, (40, 70), 7),      # regular: strided depthwise convolution
+    (1 / 2, (41, 33), 7),      # 41 rows: not regular
+    (1 / 4, (9, 75), 11),      # kernel wider than the image height: the border reflects again
+])
+def test_numeric_direct_batches_match_scipy(scale, shape, ksize):
+    rng = np.random.default_rng(ksize)
+    images = np.stack([_image((*shape, 4), seed=s) for s in range(3)])  # 3 images, 4 channels
+    kernel = rng.random((ksize, ksize))
+    kernel /= kernel.sum()
+    out_h, out_w = (int(np.ceil(n * scale)) for n in shape)
+    got = tf_imresize(tf.constant(images), scale, kernel=kernel).numpy()
+    assert got.shape == (3, out_h, out_w, 4)
+    for image, result in zip(images, got):
+        np.testing.assert_allclose(result, _scipy_direct(image, kernel, out_h, out_w, scale), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget,kept_pixels_only", [(0, False), (2 ** 26, True)])
+def test_numeric_direct_memory_budget_selects_the_route(budget, kept_pixels_only, monkeypatch):
+    # Eager calls: the module's budget and _correlate_at are looked up at call time.
+    calls = []
+    correlate_at = resize._correlate_at
+
+    def counted_correlate_at(*args):
+        calls.append(args)
+        return correlate_at(*args)
+
+    monkeypatch.setattr(resize, "_MAX_GATHERED_VALUES", budget)
+    monkeypatch.setattr(resize, "_correlate_at", counted_correlate_at)
+    images = np.stack([_image((41, 50, 2), seed=s) for s in range(2)])
+    kernel = _numeric_kernel(7)
+    got = resize._resize_numeric(tf.constant(images), tf.constant(kernel), 14, 17, 1 / 3, "direct").numpy()
+    assert bool(calls) == kept_pixels_only
+    for image, result in zip(images, got):
+        np.testing.assert_allclose(result, _scipy_direct(image, kernel, 14, 17, 1 / 3), rtol=0, atol=1e-12)
+
+
+def test_numeric_direct_with_a_scale_tensor():
+    img = _image((23, 31, 3))
+    kernel = _numeric_kernel(5)
+    for scale in (0.5, 1 / 2.2, 1 / 3):
+        got = tf_imresize(tf.constant(img), tf.constant(scale, tf.float64), kernel=kernel)
+        np.testing.assert_allclose(got.numpy(), imresize(img, scale, kernel=kernel), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,scale", [((8, 8, 3), 0.5), ((13, 11, 3), 0.5), ((13, 11, 3), 1 / 2.2)])
+def test_numeric_kernel_gradient_matches_finite_differences(shape, scale):
+    # (8, 8) at 1/2: strided branch; the others: blur computed at the kept pixels.
+    img = _image(shape, seed=2)
+    kernel = _numeric_kernel(5, seed=3)
+    probe = np.random.default_rng(6).random(imresize(img, scale, kernel=kernel).shape)
+    weights = tf.Variable(kernel)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf_imresize(tf.constant(img), scale, kernel=weights) * probe)
+    gradient = tape.gradient(loss, weights).numpy()
+    assert np.all(np.isfinite(gradient))
+    # The output is linear in the kernel: central differences are exact up to round-off.
+    for index in [(0, 0), (2, 2), (4, 1), (1, 3)]:
+        step = np.zeros_like(kernel)
+        step[index] = 1e-3
+        numeric = (np.sum(imresize(img, scale, kernel=kernel + step) * probe)
+                   - np.sum(imresize(img, scale, kernel=kernel - step) * probe)) / 2e-3
+        assert gradient[index] == pytest.approx(numeric, abs=1e-9)
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 @pytest.mark.parametrize("kwargs,message", [
