@@ -139,3 +139,26 @@ def _save(figure, path: str) -> str:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+def plot_learning_curve(rows: Sequence[Mapping], path: str, title: Optional[str] = None,
+                        reference: Optional[Mapping[str, Mapping[str, float]]] = None) -> str:
+    """PSNR vs meta-iteration, one panel per folder, one line per step count (``curves.learning_curve``
+    rows); ``reference`` draws horizontal lines, e.g. ``{"Set5": {"paper MZSR (1)": 35.20}}``."""
+    folders = list(rows[0]["scores"])
+    figure = Figure(figsize=(5.2 * len(folders), 3.8))
+    axes = figure.subplots(1, len(folders), squeeze=False)[0]
+    iterations = [row["step"] for row in rows]
+    for panel, folder in zip(axes, folders):
+        for key in rows[0]["scores"][folder]:
+            panel.plot(iterations, [row["scores"][folder][key] for row in rows], "o-", markersize=3,
+                       label=_title(key))
+        for label, value in (reference or {}).get(folder, {}).items():
+            panel.axhline(value, linestyle="--", linewidth=1, color="grey")
+            panel.annotate(label, (iterations[0], value), fontsize=7, va="bottom")
+        panel.set_xlabel("meta-iteration")
+        panel.set_ylabel("PSNR (dB, Y)")
+        panel.set_title(folder if not title else f"{title}: {folder}")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize=8)
+    return _save(figure, path)
