@@ -88,7 +88,8 @@ class Pretrainer:
         losses = self.strategy.run(self._replica_step, args=(ilr, hr))
         loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
         self.step.assign_add(1)
-        return {"loss": loss, "learning_rate": rate}
+        norm = tf.linalg.global_norm([tf.convert_to_tensor(v) for v in self.model.trainable_variables])
+        return {"loss": loss, "learning_rate": rate, "weight_norm": norm}  # all checked for NaN/Inf
 
     def train_step(self, batch: Sequence[tf.Tensor]) -> Dict[str, np.ndarray]:
         ilr, hr = split_across_replicas(self.strategy, tuple(batch))

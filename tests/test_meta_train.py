@@ -303,6 +303,7 @@ def _final_state(directory):
     return {k: reader.get_tensor(k) for k in keys}
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     config = _tiny_config(meta_iter=4)
     straight = meta_train.run_meta_training(config, str(tmp_path / "straight"), source=_patch_source(),
