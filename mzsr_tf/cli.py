@@ -14,6 +14,8 @@ from mzsr_tf.config import Preset, preset_for_model
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""Where relative preset paths (``checkpoints/...``) are looked up."""
 
 log = logging.getLogger("mzsr_tf")
 
@@ -63,14 +65,20 @@ def resolve_checkpoint(requested: Optional[str], preset: Preset, repo_root: str)
         + " and ".join(candidates) + "; pass --checkpoint PREFIX")
 
 
-def meta_test_from_flags(args) -> int:
-    """``scripts/main.py`` test mode."""
+def _run_reporting_bad_input(run, args, errors) -> int:
+    """``run(args)`` with library messages on stdout; an error of ``errors`` becomes one line on stderr
+    and exit code 2 (bad input)."""
     _setup_logging()
     try:
-        return _meta_test(args)
-    except _bad_input_errors() as error:
+        return run(args)
+    except errors as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def meta_test_from_flags(args) -> int:
+    """``scripts/main.py`` test mode."""
+    return _run_reporting_bad_input(_meta_test, args, _bad_input_errors())
 
 
 def _meta_test(args) -> int:
@@ -80,7 +88,6 @@ def _meta_test(args) -> int:
     from mzsr_tf.meta_test import run_folder
     from mzsr_tf.model import MZSRNet
 
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     preset = preset_for_model(args.model)
     scale = args.scale if args.scale else preset.scale
     config = preset.adaptation_config(num_steps=args.num_steps, scale=scale, noise_std=args.noise,
@@ -94,7 +101,7 @@ def _meta_test(args) -> int:
     else:
         kernel = None
         log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
-    checkpoint = resolve_checkpoint(args.checkpoint, preset, repo_root)
+    checkpoint = resolve_checkpoint(args.checkpoint, preset, REPO_ROOT)
     model = MZSRNet()
     loaded = load_weights(model, checkpoint)
     tester = MetaTester(model.trainable_variables, config)
@@ -106,13 +113,8 @@ def _meta_test(args) -> int:
 
 def meta_train_from_flags(args) -> int:
     """``scripts/main.py --train``."""
-    _setup_logging()
     from mzsr_tf import meta_train
-    try:
-        return meta_train.train_from_flags(args)
-    except _bad_input_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return _run_reporting_bad_input(meta_train.train_from_flags, args, _bad_input_errors())
 
 
 # --------------------------------------------------------------------------- test sets and evaluation
@@ -132,14 +134,13 @@ def split_names(values) -> list:
 
 def make_testsets_from_flags(args) -> int:
     """``scripts/make_testsets.py``: the paper's LR inputs, kernels and modcropped GT."""
-    _setup_logging()
+    return _run_reporting_bad_input(_make_testsets, args, _evaluation_errors())
+
+
+def _make_testsets(args) -> int:
     from mzsr_tf.testsets import PAPER_KERNELS, make_testset
-    try:
-        make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
-                     split_names(args.sets), log=log.info)
-    except _evaluation_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
+                 split_names(args.sets), log=log.info)
     log.info("test set written to %s", args.out)
     return EXIT_OK
 
@@ -169,21 +170,15 @@ def checkpoints_for_presets(entries, presets, repo_root: str) -> dict:
 
 def evaluate_from_flags(args) -> int:
     """``scripts/evaluate.py``: the benchmark table over test sets × kernels × steps, and figures."""
-    _setup_logging()
-    try:
-        return _evaluate(args)
-    except _evaluation_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return _run_reporting_bad_input(_evaluate, args, _evaluation_errors())
 
 
 def _evaluate(args) -> int:
     from mzsr_tf import evaluate
 
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cells = evaluate.find_cells(args.testsets, split_names(args.kernels), split_names(args.sets))
     presets = sorted({cell.kernel.preset for cell in cells})
-    checkpoints = checkpoints_for_presets(args.checkpoint, presets, repo_root)
+    checkpoints = checkpoints_for_presets(args.checkpoint, presets, REPO_ROOT)
     zssr = evaluate.ZSSRConfig(max_steps=args.zssr_steps)
     log.info("%d cells (%s), steps %s, baselines %s", len(cells),
              ", ".join(f"{c.kernel.name}/{c.set_name}" for c in cells), args.steps,
