@@ -74,7 +74,8 @@ def learning_curve(run_dir: str, folders: Mapping[str, Folder], config: Adaptati
                    steps: Sequence[int] = (1, 10), every: int = 1, limit: int = 0, out_json: str = None,
                    log: Callable[[str], None] = print) -> List[Dict]:
     """Score every ``every``-th checkpoint of ``run_dir`` (and always the last); rows ``{step, checkpoint,
-    scores}``. With ``out_json``, rows already there are reused and the file is updated after each row."""
+    scores}``. With ``out_json``, rows already there are reused (also those of checkpoints deleted since)
+    and the file is updated after each row."""
     loaded = {name: load_folder(folder, config.scale, limit) for name, folder in folders.items()}
     done = {}
     if out_json and os.path.exists(out_json):
@@ -82,7 +83,9 @@ def learning_curve(run_dir: str, folders: Mapping[str, Folder], config: Adaptati
             done = {row["checkpoint"]: row for row in json.load(f)["rows"]}
     checkpoints = run_checkpoints(run_dir)
     chosen = checkpoints[::every] + ([checkpoints[-1]] if (len(checkpoints) - 1) % every else [])
-    rows = []
+    # rows of checkpoints the run has since deleted (it keeps a bounded number) stay in the curve
+    present = {prefix for _, prefix in checkpoints}
+    rows = sorted((row for prefix, row in done.items() if prefix not in present), key=lambda row: row["step"])
     for step, prefix in chosen:
         row = done.get(prefix) or {"step": step, "checkpoint": prefix,
                                    "scores": score_checkpoint(prefix, loaded, config, steps)}

@@ -57,6 +57,13 @@ def test_scores_equal_a_direct_meta_test_and_rows_are_reused(run, tmp_path):
     again = curves.learning_curve(str(run / "run"), folders, config, steps=(1, 3), out_json=str(out),
                                   log=lambda s: None)
     assert again[0]["scores"]["tiny"]["mzsr_1"] == -1.0
+
+    # a checkpoint the run deleted since keeps its row
+    saved = json.loads(out.read_text())
+    saved["rows"].insert(0, {"step": 5, "checkpoint": str(run / "run" / "ckpt-5"), "scores": {"tiny": {"mzsr_1": 1.0}}})
+    out.write_text(json.dumps(saved))
+    kept = curves.learning_curve(str(run / "run"), folders, config, steps=(1, 3), out_json=str(out), log=lambda s: None)
+    assert [row["step"] for row in kept] == [5, 20, 100]
     assert curves.best_row(rows, "tiny", "mzsr_3") in rows
 
     figure = plots.plot_learning_curve(rows, str(tmp_path / "curve.png"), reference={"tiny": {"paper": 20.0}})
