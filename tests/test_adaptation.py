@@ -12,18 +12,12 @@ from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.config import ModelConfig, preset_for_model
 from mzsr_tf.imresize import imresize
 from mzsr_tf.model import MZSRNet
+from synthetic import cosine_image
 
 
 def _smooth_image(rng, height, width):
-    """A varied but smooth RGB image in [0, 1] (random low-frequency cosines)."""
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    image = np.zeros((height, width, 3))
-    for c in range(3):
-        for _ in range(4):
-            fy, fx, phase = rng.uniform(0.5, 6.0), rng.uniform(0.5, 6.0), rng.uniform(0, 2 * np.pi)
-            image[..., c] += np.cos(2 * np.pi * (fy * y + fx * x) + phase)
-    image = (image - image.min()) / (image.max() - image.min())
-    return image.astype(np.float32)
+    """A varied but smooth RGB image, float32 in [0, 1]."""
+    return cosine_image(rng, height, width).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

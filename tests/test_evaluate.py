@@ -19,6 +19,7 @@ from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import load_kernel
 from mzsr_tf.meta_test import run_folder
 from mzsr_tf.model import MZSRNet
+from synthetic import cosine_image
 
 KERNELS = ["g20", "b13", "g20x4"]
 STEPS = [0, 1, 2]
@@ -34,14 +35,7 @@ def _load_script():
 
 def _textured_image(rng, height, width):
     """Smooth random cosines plus fine detail, uint8 RGB."""
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    image = np.zeros((height, width, 3))
-    for c in range(3):
-        for _ in range(6):
-            fy, fx, phase = rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(0, 2 * np.pi)
-            image[..., c] += np.cos(2 * np.pi * (fy * y + fx * x) + phase)
-    image = (image - image.min()) / (image.max() - image.min())
-    return np.round(image * 255).astype(np.uint8)
+    return np.round(cosine_image(rng, height, width, waves=6, frequencies=(1, 12)) * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
