@@ -123,6 +123,7 @@ class MetaTrainConfig:
     task_batch_size: int = 8
     meta_lr: float = 1e-4
     inner_lr: float = 1e-2
+    inner_lr_schedule: Optional[PiecewiseConstant] = None
     inner_steps: int = 5
     second_order_from_step: int = 0
     loss_weight_anneal_steps: float = 10000 / 3
@@ -143,6 +144,12 @@ class MetaTrainConfig:
     def __post_init__(self):
         if self.ds_method not in DS_METHODS:
             raise ValueError(f"ds_method must be one of {DS_METHODS}, got {self.ds_method!r}")
+
+    def inner_rates(self) -> Tuple[float, ...]:
+        """The learning rate of each of the ``inner_steps`` inner SGD steps."""
+        if self.inner_lr_schedule is None:
+            return (self.inner_lr,) * self.inner_steps
+        return self.inner_lr_schedule.rates(self.inner_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +258,7 @@ def to_dict(config: Any) -> Dict[str, Any]:
 
 
 def _coerce(field_type: Any, value: Any) -> Any:
-    if field_type in ("PiecewiseConstant", PiecewiseConstant) and isinstance(value, Mapping):
+    if "PiecewiseConstant" in str(field_type) and isinstance(value, Mapping):
         return PiecewiseConstant(tuple(value["boundaries"]), tuple(value["values"]))
     if isinstance(value, list):
         return tuple(value)

@@ -4,10 +4,12 @@ One meta-iteration on ``T = meta_batch_size`` tasks, each a support set ``(input
 query set ``(inputb, labelb)`` of ``task_batch_size`` ILR/HR patches (float32 in [0, 1]):
 
     for each task t:   θ_t,0 = θ
-                       θ_t,k+1 = θ_t,k − inner_lr ∇ L1(labela, f(θ_t,k; inputa))   k = 0 .. K−1
+                       θ_t,k+1 = θ_t,k − α_k ∇ L1(labela, f(θ_t,k; inputa))   k = 0 .. K−1
                        L_t,k = L1(labelb, f(θ_t,k+1; inputb))                      (query loss)
     objective = mean_k( w_k · mean_t L_t,k )         w = inner.loss_weights(step)
     θ ← Adam(meta_lr)(θ, ∇_θ objective)
+
+with α_k = ``config.inner_rates()[k]`` (the reference: ``inner_lr`` at every step).
 
 exactly as the reference's ``train.py`` (``reduce_mean(total_losses2 * LW)``: the *mean*, not the sum,
 of the ``K`` weighted query losses).  Every inner step is ``mzsr_tf.inner.inner_step`` (shared with the
@@ -87,7 +89,7 @@ ForwardFn = Callable[[Sequence[tf.Tensor], tf.Tensor], tf.Tensor]
 # --------------------------------------------------------------------------- the meta-objective
 
 def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Tensor,
-                  inputb: tf.Tensor, labelb: tf.Tensor, *, inner_lr: float, inner_steps: int,
+                  inputb: tf.Tensor, labelb: tf.Tensor, *, inner_lr, inner_steps: int,
                   first_order: bool, forward_fn: ForwardFn = forward,
                   inner_loss_scale: float = 1.0) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Adapt ``params`` to one task by ``inner_steps`` SGD steps on the support set.
@@ -96,6 +98,8 @@ def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Ten
       params: the meta-parameters (variables or tensors, ``model.PARAM_NAMES`` order).
       inputa, labela: support ILR inputs and HR labels, ``[N, H, W, C]`` in [0, 1].
       inputb, labelb: query inputs and labels, ``[M, H, W, C]``.
+      inner_lr: the learning rate of every inner step (float), or a sequence of ``inner_steps``
+        per-step rates.
       first_order: stop the gradient through the inner gradients.
 
     Returns ``(support_loss, query_losses, query_output)``: the support L1 loss before adaptation
@@ -103,13 +107,17 @@ def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Ten
     (float64 for float64 inputs), and the query output after the last step.
     """
     fast = list(params)
-    if isinstance(inner_lr, (int, float)):  # exact in float64 too (tf.cast(0.1, ...) rounds via float32)
-        inner_lr = tf.constant(inner_lr, dtype=fast[0].dtype)
+    rates = list(inner_lr) if isinstance(inner_lr, (tuple, list)) else [inner_lr] * inner_steps
+    if len(rates) != inner_steps:
+        raise ValueError(f"{len(rates)} inner learning rates for {inner_steps} inner steps")
+    # Python floats become constants of the weights' dtype: exact in float64 too
+    # (tf.cast(0.1, tf.float64) would round through float32).
+    rates = [tf.constant(r, dtype=fast[0].dtype) if isinstance(r, (int, float)) else r for r in rates]
     query_losses = []
     support_loss = None
     query_output = None
     for k in range(inner_steps):
-        fast, loss = inner.inner_step(forward_fn, fast, inputa, labela, inner_lr,
+        fast, loss = inner.inner_step(forward_fn, fast, inputa, labela, rates[k],
                                       first_order=first_order, loss_scale=inner_loss_scale)
         if k == 0:
             support_loss = loss
@@ -119,7 +127,7 @@ def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Ten
 
 
 def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.Tensor, *,
-                   total_tasks: int, inner_lr: float, inner_steps: int, first_order: bool,
+                   total_tasks: int, inner_lr, inner_steps: int, first_order: bool,
                    forward_fn: ForwardFn = forward, inner_loss_scale: float = 1.0,
                    scale_loss: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
                    ) -> Tuple[List[tf.Tensor], tf.Tensor, tf.Tensor]:
@@ -224,7 +232,7 @@ class MetaTrainer:
             else None
         return meta_gradients(
             self.variables, tasks, weights, total_tasks=self.config.meta_batch_size,
-            inner_lr=self.config.inner_lr, inner_steps=self.config.inner_steps,
+            inner_lr=self.config.inner_rates(), inner_steps=self.config.inner_steps,
             first_order=first_order, forward_fn=self.forward_fn,
             inner_loss_scale=self.inner_loss_scale, scale_loss=scale_loss)
 
@@ -262,7 +270,7 @@ class MetaTrainer:
 
     def _query_output(self, inputa, labela, inputb, labelb):
         _, _, output = adapt_to_task(
-            self.variables, inputa, labela, inputb, labelb, inner_lr=self.config.inner_lr,
+            self.variables, inputa, labela, inputb, labelb, inner_lr=self.config.inner_rates(),
             inner_steps=self.config.inner_steps, first_order=True, forward_fn=self.forward_fn,
             inner_loss_scale=self.inner_loss_scale)
         return output
@@ -387,10 +395,10 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
     state.write_config(dict(extra_info or {}, precision=precision,
                             replicas=strategy.num_replicas_in_sync,
                             model=dataclasses.asdict(model_config)))
-    log.info("[*] meta-training %s: %d tasks x %d images of %dx%d, %d inner steps, inner_lr %g, "
+    log.info("[*] meta-training %s: %d tasks x %d images of %dx%d, %d inner steps, inner_lr %s, "
              "meta_lr %g, %s, %d replica(s); first order until iteration %d; loss weights %s",
              directory, config.meta_batch_size, config.task_batch_size, config.patch_size,
-             config.patch_size, config.inner_steps, config.inner_lr, config.meta_lr, precision,
+             config.patch_size, config.inner_steps, list(config.inner_rates()), config.meta_lr, precision,
              strategy.num_replicas_in_sync, config.second_order_from_step,
              "frozen at 1/K" if config.freeze_loss_weights else "annealed")
 

@@ -54,7 +54,10 @@ def _hand_forward(params, x):
 
 
 def _hand_objective(params, tasks, weights, inner_lr, inner_steps, second_order=True):
-    """mean_k(w_k * mean_t L_query(t, k)) with SGD fast weights, written out from the paper."""
+    """mean_k(w_k * mean_t L_query(t, k)) with SGD fast weights, written out from the paper.
+
+    ``inner_lr``: one rate for every step, or a list of per-step rates."""
+    rates = inner_lr if isinstance(inner_lr, list) else [inner_lr] * inner_steps
     num_tasks = tasks["inputa"].shape[0]
     per_step = [[] for _ in range(inner_steps)]
     for t in range(num_tasks):
@@ -66,7 +69,7 @@ def _hand_objective(params, tasks, weights, inner_lr, inner_steps, second_order=
             grads = tape.gradient(support, fast)
             if not second_order:
                 grads = [tf.stop_gradient(g) for g in grads]
-            fast = [w - inner_lr * g for w, g in zip(fast, grads)]
+            fast = [w - rates[k] * g for w, g in zip(fast, grads)]
             query = tf.reduce_mean(tf.abs(tasks["labelb"][t] - _hand_forward(fast, tasks["inputb"][t])))
             per_step[k].append(query)
     losses = tf.stack([tf.add_n(q) / num_tasks for q in per_step])
@@ -171,6 +174,31 @@ def test_first_order_gradient_is_the_sum_of_query_gradients_at_the_fast_weights(
                 e += WEIGHTS_3[k] / 3 / 2 * g.numpy()
     for got, want in zip(first, expected):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+
+
+def test_per_step_inner_rates_follow_the_schedule():
+    """``inner_lr_schedule`` gives each inner step its own rate, in the meta-gradient the trainer uses."""
+    from mzsr_tf.config import PiecewiseConstant
+    config = _tiny_config(inner_lr_schedule=PiecewiseConstant((1, 2), (0.2, 0.1, 0.05)))
+    assert config.inner_rates() == (0.2, 0.1, 0.05)
+    assert _tiny_config().inner_rates() == (0.1, 0.1, 0.1)  # the reference: inner_lr at every step
+    from mzsr_tf.config import from_dict, to_dict
+    assert from_dict(MetaTrainConfig, to_dict(config)) == config  # recipe.json round trip
+    weights = _tiny_weights(np.float64)
+    tasks = _random_tasks(dtype=np.float64, seed=5)
+    variables = [tf.Variable(w) for w in weights]
+    grads, _, _ = tf.function(meta_train.meta_gradients)(
+        variables, tasks, tf.constant(WEIGHTS_3), total_tasks=2, inner_lr=config.inner_rates(),
+        inner_steps=3, first_order=False)
+    expected = _hand_gradient(weights, tasks, WEIGHTS_3, [0.2, 0.1, 0.05], 3)
+    constant = _hand_gradient(weights, tasks, WEIGHTS_3, 0.1, 3)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-13)
+    gap = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(expected, constant)))
+    assert gap > 1e-3 * np.sqrt(sum(np.sum(a ** 2) for a in constant))  # the rates matter here
+    with pytest.raises(ValueError, match="2 inner learning rates for 3 inner steps"):
+        meta_train.adapt_to_task(variables, *(tasks[k][0] for k in TASK_KEYS), inner_lr=(0.1, 0.1),
+                                 inner_steps=3, first_order=True)
 
 
 def test_trainer_step_gradient_and_adam_update():
