@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -107,17 +107,11 @@ class MetaTester:
                            lambda: srs.write(slots[n], tf.clip_by_value(net(params, lr_ilr)[0], 0.0, 1.0)),
                            lambda: srs)
 
-        def step(i, params, losses, srs):
-            params, loss = inner.inner_step(net, params, son_ilr, lr[None], rates[i], loss_scale=loss_scale)
-            return i + 1, params, losses.write(i, loss), keep_sr(i + 1, params, srs)
-
         start = [tf.convert_to_tensor(p) for p in self.params]
         srs = keep_sr(0, start, tf.TensorArray(tf.float32, size=slots[-1] + 1))
-        num_steps = tf.size(rates)
-        _, _, losses, srs = tf.while_loop(
-            lambda i, params, losses, srs: i < num_steps, step,
-            (tf.constant(0), start, tf.TensorArray(tf.float32, size=num_steps), srs))
-        return srs.stack(), losses.stack()
+        _, losses, srs = sgd_loop(net, start, son_ilr, lr[None], rates, loss_scale=loss_scale,
+                                  state=srs, after_step=keep_sr)
+        return srs.stack(), losses
 
     def _execute(self, lr, kernel, step_counts, output_shape, seed):
         """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
@@ -175,6 +169,28 @@ class MetaTester:
         if self.config.back_projection:
             srs = {n: self._back_project(sr, lr, kernel) for n, sr in srs.items()}
         return MultiStepResult(srs=srs, son_losses=losses, seconds=seconds)
+
+
+def sgd_loop(net, params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tensor, rates: tf.Tensor, *,
+             loss_scale: float = 1.0, state: Any = (), after_step: Callable = None):
+    """``len(rates)`` adaptation steps as one ``tf.while_loop`` (graph mode; the meta-test's loop).
+
+    Step ``i`` is ``inner.inner_step`` on ``L1(father, net(params, son_ilr))`` with ``rates[i]``
+    (``son_ilr``, ``father``: ``[1, H, W, C]``). ``after_step(n, params, state) -> state`` runs after
+    step ``n`` (1-based) with the adapted parameters, threading ``state`` (e.g. a TensorArray of
+    SR images). Returns ``(params, son_losses [len(rates)], state)``.
+    """
+    def step(i, params, losses, state):
+        params, loss = inner.inner_step(net, params, son_ilr, father, rates[i], loss_scale=loss_scale)
+        if after_step is not None:
+            state = after_step(i + 1, params, state)
+        return i + 1, params, losses.write(i, loss), state
+
+    num_steps = tf.size(rates)
+    _, params, losses, state = tf.while_loop(
+        lambda i, *_: i < num_steps, step,
+        (tf.constant(0), list(params), tf.TensorArray(tf.float32, size=num_steps), state))
+    return params, losses.stack(), state
 
 
 def adapt_steps(params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tensor,

@@ -36,8 +36,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf import inner, metrics
-from mzsr_tf.adaptation import MetaTester
+from mzsr_tf import metrics
+from mzsr_tf.adaptation import MetaTester, sgd_loop
 from mzsr_tf.config import AdaptationConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
@@ -256,7 +256,8 @@ class ZSSRBaseline:
     """The meta-test's adaptation run in chunks of ``check_every`` steps until ``zssr_should_stop``.
 
     The son and the inputs are made in numpy float64 (``degrade``, ``imresize``); the steps run in
-    one ``tf.function`` per chunk (``inner.inner_step``), one trace for every image size.
+    one ``tf.function`` per chunk (``adaptation.sgd_loop``, the meta-test's loop), one trace for
+    every image size.
     """
 
     def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig, budget: ZSSRConfig):
@@ -272,14 +273,8 @@ class ZSSRBaseline:
 
     @staticmethod
     def _run_steps(params, son_ilr, father, rates):
-        def step(i, params, losses):
-            params, loss = inner.inner_step(forward, params, son_ilr, father, rates[i])
-            return i + 1, params, losses.write(i, loss)
-
-        _, params, losses = tf.while_loop(
-            lambda i, params, losses: i < tf.size(rates), step,
-            (tf.constant(0), list(params), tf.TensorArray(tf.float32, size=tf.size(rates))))
-        return params, losses.stack()
+        params, losses, _ = sgd_loop(forward, params, son_ilr, father, rates)
+        return params, losses
 
     def run(self, lr: np.ndarray, kernel: np.ndarray, output_shape: Tuple[int, int]) -> ZSSRResult:
         """Adapt to ``lr`` (float32 HWC in [0, 1], blurred by ``kernel``) and upscale it to ``output_shape``."""
