@@ -112,6 +112,8 @@ class MetaTrainConfig:
     losses, with ``w`` from ``mzsr_tf.inner.loss_weights(step)`` (MAML++ multi-step loss, annealed
     over ``loss_weight_anneal_steps``).  The reference never advances its ``global_step``, so its
     weights stay at ``1 / inner_steps`` unless resumed; ``freeze_loss_weights=True`` reproduces that.
+    ``fixed_loss_weights`` (one per inner step) replaces the schedule by constant weights, e.g.
+    ``(0.6, 0.1, 0.1, 0.1, 0.1)`` to favour the result after one step (MZSR (1)).
     """
 
     patch_size: int = 64
@@ -129,6 +131,7 @@ class MetaTrainConfig:
     loss_weight_anneal_steps: float = 10000 / 3
     loss_weight_floor: float = 0.03
     freeze_loss_weights: bool = False
+    fixed_loss_weights: Optional[Tuple[float, ...]] = None
     kernel_size: int = 15
     kernel_k1_per_scale: float = 2.5
     noise_std: float = 0.0
@@ -144,6 +147,9 @@ class MetaTrainConfig:
     def __post_init__(self):
         if self.ds_method not in DS_METHODS:
             raise ValueError(f"ds_method must be one of {DS_METHODS}, got {self.ds_method!r}")
+        if self.fixed_loss_weights is not None and len(self.fixed_loss_weights) != self.inner_steps:
+            raise ValueError(f"fixed_loss_weights needs one weight per inner step ({self.inner_steps}), "
+                             f"got {len(self.fixed_loss_weights)}")
 
     def inner_rates(self) -> Tuple[float, ...]:
         """The learning rate of each of the ``inner_steps`` inner SGD steps."""

@@ -220,6 +220,8 @@ class MetaTrainer:
     def loss_weights_at(self, step) -> tf.Tensor:
         """The query-loss weights ``[inner_steps]`` of meta-iteration ``step``."""
         config = self.config
+        if config.fixed_loss_weights is not None:
+            return tf.constant(config.fixed_loss_weights, tf.float32)
         if config.freeze_loss_weights:
             step = 0
         return inner.loss_weights(step, config.inner_steps, config.loss_weight_anneal_steps,
@@ -400,7 +402,8 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
              directory, config.meta_batch_size, config.task_batch_size, config.patch_size,
              config.patch_size, config.inner_steps, list(config.inner_rates()), config.meta_lr, precision,
              strategy.num_replicas_in_sync, config.second_order_from_step,
-             "frozen at 1/K" if config.freeze_loss_weights else "annealed")
+             (f"fixed at {list(config.fixed_loss_weights)}" if config.fixed_loss_weights is not None
+              else "frozen at 1/K" if config.freeze_loss_weights else "annealed"))
 
     def step_fn(tasks):
         step = state.current_step

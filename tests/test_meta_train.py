@@ -242,6 +242,14 @@ def test_trainer_uses_the_loss_weights_of_its_step():
     frozen = MetaTrainer(_tiny_config(inner_steps=5, freeze_loss_weights=True), TINY_MODEL)
     frozen.step.assign(1000)
     np.testing.assert_allclose(frozen.train_step(tasks)["loss_weights"], [0.2] * 5, rtol=1e-6)
+    chosen = (0.6, 0.1, 0.1, 0.1, 0.1)
+    fixed = MetaTrainer(_tiny_config(inner_steps=5, fixed_loss_weights=chosen), TINY_MODEL)
+    fixed.step.assign(1000)  # constant whatever the step
+    metrics = fixed.train_step(tasks)
+    np.testing.assert_allclose(metrics["loss_weights"], chosen, rtol=1e-6)
+    assert metrics["objective"] == pytest.approx(np.mean(np.array(chosen) * metrics["query_losses"]), rel=1e-6)
+    with pytest.raises(ValueError, match=r"one weight per inner step \(5\), got 2"):
+        _tiny_config(inner_steps=5, fixed_loss_weights=(0.5, 0.5))
 
 
 def test_second_order_from_step_switches_the_gradient():
