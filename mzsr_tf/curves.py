@@ -4,6 +4,7 @@ Used to watch meta-training and to choose the checkpoint to ship: for each check
 (LR inputs, GT, kernel) is meta-tested once for ``max(steps)`` steps and scored after each of
 ``steps`` (``MetaTester.adapt_at_steps``), so MZSR (1) and MZSR (10) cost one 10-step run.
 Select on a validation folder that is not the one you report (e.g. some of BSD100, not Set5).
+``chain`` joins the curves of a model trained in phases (a run started from a checkpoint of another).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import glob
 import json
 import os
 import re
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -102,3 +103,22 @@ def learning_curve(run_dir: str, folders: Mapping[str, Folder], config: Adaptati
 def best_row(rows: Sequence[Mapping], folder: str, key: str) -> Mapping:
     """The row whose ``scores[folder][key]`` is highest (the checkpoint to select)."""
     return max(rows, key=lambda row: row["scores"][folder][key])
+
+
+def chain(phases: Sequence[Tuple[Sequence[Mapping], Optional[int]]]) -> List[Dict]:
+    """One curve for a model trained in phases, each phase a run started from a checkpoint of the one before.
+
+    ``phases``: ``(rows, until)`` in training order, ``until`` being the step of the checkpoint the next
+    phase started from (``None`` for the last). A phase's rows after ``until`` are dropped and its steps
+    shifted by the ``until`` of the phases before it; each returned row gets ``phase`` (0-based) and
+    ``phase_step`` (the step within its own run).
+    """
+    joined, offset = [], 0
+    for index, (rows, until) in enumerate(phases):
+        if until is None and index < len(phases) - 1:
+            raise ValueError(f"phase {index} needs the step the next phase started from")
+        for row in rows:
+            if until is None or row["step"] <= until:
+                joined.append(dict(row, step=row["step"] + offset, phase=index, phase_step=row["step"]))
+        offset += until or 0
+    return sorted(joined, key=lambda row: row["step"])

@@ -34,6 +34,12 @@ def _title(key: str) -> str:
     return {"bicubic": "Bicubic", "zssr": "ZSSR", "lr": "LR", "gt": "GT"}.get(key, key)
 
 
+def _step_count_order(key: str):
+    """Sort ``mzsr_N`` keys by N, others after them by name."""
+    suffix = key.rsplit("_", 1)[-1]
+    return (0, int(suffix), key) if key.startswith("mzsr_") and suffix.isdigit() else (1, 0, key)
+
+
 def plot_psnr_vs_steps(cells: Sequence[Mapping], steps: Sequence[int], path: str) -> str:
     """One panel per kernel; ``cells`` as ``evaluate.summarize`` returns them. Returns ``path``."""
     kernels = list(dict.fromkeys(cell["kernel"] for cell in cells))
@@ -144,15 +150,23 @@ def _save(figure, path: str) -> str:
 def plot_learning_curve(rows: Sequence[Mapping], path: str, title: Optional[str] = None,
                         reference: Optional[Mapping[str, Mapping[str, float]]] = None) -> str:
     """PSNR vs meta-iteration, one panel per folder, one line per step count (``curves.learning_curve``
-    rows); ``reference`` draws horizontal lines, e.g. ``{"Set5": {"paper MZSR (1)": 35.20}}``."""
-    folders = list(rows[0]["scores"])
+    rows); ``reference`` draws horizontal lines, e.g. ``{"Set5": {"paper MZSR (1)": 35.20}}``.
+    Rows of ``curves.chain`` get a dotted vertical line where each later phase starts; a folder or step
+    count missing from some rows (phases scored differently) is drawn where present."""
+    folders = list(dict.fromkeys(folder for row in rows for folder in row["scores"]))
     figure = Figure(figsize=(5.2 * len(folders), 3.8))
     axes = figure.subplots(1, len(folders), squeeze=False)[0]
     iterations = [row["step"] for row in rows]
+    phase_starts = [row["step"] for before, row in zip(rows, rows[1:])
+                    if row.get("phase", 0) != before.get("phase", 0)]
     for panel, folder in zip(axes, folders):
-        for key in rows[0]["scores"][folder]:
-            panel.plot(iterations, [row["scores"][folder][key] for row in rows], "o-", markersize=3,
-                       label=_title(key))
+        keys = dict.fromkeys(key for row in rows for key in row["scores"].get(folder, {}))
+        for key in sorted(keys, key=_step_count_order):
+            present = [row for row in rows if key in row["scores"].get(folder, {})]
+            panel.plot([row["step"] for row in present], [row["scores"][folder][key] for row in present],
+                       "o-", markersize=3, label=_title(key))
+        for start in phase_starts:
+            panel.axvline(start, linestyle=":", linewidth=1, color="black")
         for label, value in (reference or {}).get(folder, {}).items():
             panel.axhline(value, linestyle="--", linewidth=1, color="grey")
             panel.annotate(label, (iterations[0], value), fontsize=7, va="bottom")

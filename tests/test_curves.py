@@ -1,5 +1,8 @@
 """Tests of the learning-curve tool: checkpoints found by step, scores equal a direct meta-test, figure."""
 import json
+import pathlib
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -74,3 +77,40 @@ def test_scores_equal_a_direct_meta_test_and_rows_are_reused(run, tmp_path):
 def test_a_folder_without_checkpoints_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no ckpt-N checkpoints in"):
         curves.run_checkpoints(str(tmp_path))
+
+
+def _rows(steps, value):
+    return [{"step": s, "checkpoint": f"ckpt-{s}", "scores": {"tiny": {"mzsr_1": value + s}}} for s in steps]
+
+
+def test_chain_cuts_each_phase_where_the_next_started_and_shifts_its_steps():
+    first, second, third = _rows([50, 100, 150], 0.0), _rows([10, 20, 30], 1000.0), _rows([5, 10], 2000.0)
+    joined = curves.chain([(first, 100), (second, 20), (third, None)])
+    # hand-made: phase 0 up to 100; phase 1 continues from 100 up to its 20 (-> 120); phase 2 from 120
+    assert [(row["step"], row["phase"], row["phase_step"]) for row in joined] == [
+        (50, 0, 50), (100, 0, 100), (110, 1, 10), (120, 1, 20), (125, 2, 5), (130, 2, 10)]
+    assert [row["scores"]["tiny"]["mzsr_1"] for row in joined] == [50, 100, 1010, 1020, 2005, 2010]
+    with pytest.raises(ValueError, match="phase 0 needs the step"):
+        curves.chain([(first, None), (second, None)])
+
+
+def test_learning_curve_script_joins_earlier_phases(run, tmp_path):
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    earlier = tmp_path / "phase0.json"
+    earlier.write_text(json.dumps({"rows": [{"step": s, "checkpoint": f"c{s}", "scores": {"tiny": {"mzsr_10": 9.0}}}
+                                            for s in (100, 300, 500)]}))
+    folder = f"tiny={run / 'LR'},{run / 'GT'},{run / 'k.mat'}"
+    out, joined, png = tmp_path / "this.json", tmp_path / "joined.json", tmp_path / "curve.png"
+    done = subprocess.run([sys.executable, str(repo / "scripts" / "learning_curve.py"), "--run", str(run / "run"),
+                           "--folder", folder, "--steps", "1", "--out", str(out), "--png", str(png),
+                           "--before", f"{earlier}@300", "--chain-out", str(joined)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(joined.read_text())["rows"]
+    assert [(row["step"], row["phase"]) for row in rows] == [(100, 0), (300, 0), (320, 1), (400, 1)]
+    assert [row["step"] for row in json.loads(out.read_text())["rows"]] == [20, 100]  # this run's own steps
+    assert iio.imread(png).std() > 1
+    bad = subprocess.run([sys.executable, str(repo / "scripts" / "learning_curve.py"), "--run", str(run / "run"),
+                          "--folder", folder, "--out", str(out), "--before", f"{tmp_path / 'missing.json'}@3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.json: not a learning-curve JSON" in bad.stderr
