@@ -27,7 +27,7 @@ import glob
 import logging
 import os
 import re
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -291,6 +291,25 @@ def load_weights(model: MZSRNet, path: str) -> str:
             f"object graph. Expected: {_describe(dict(expected))}. Found: {_describe(found)}")
     log.info("loaded %d MZSR weights from %s [%s%s]", len(expected), prefix, fmt, extra)
     return prefix
+
+
+def load_average(model: MZSRNet, paths: Sequence[str]) -> List[str]:
+    """Load the element-wise mean of the weights at ``paths`` into ``model`` (a uniform weight average,
+    as stochastic weight averaging does over the checkpoints of one run); return the prefixes read.
+
+    Each path is read as ``load_weights`` reads it (any format); ``model`` is left holding the mean.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    prefixes, total = [], None
+    for path in paths:
+        prefixes.append(load_weights(model, path))
+        values = [variable.numpy().astype(np.float64) for variable in model.trainable_variables]
+        total = values if total is None else [a + b for a, b in zip(total, values)]
+    for variable, value in zip(model.trainable_variables, total):
+        variable.assign(tf.cast(value / len(paths), variable.dtype))
+    log.info("averaged the MZSR weights of %d checkpoints", len(paths))
+    return prefixes
 
 
 def _variables_under(prefix: str, found: Mapping[str, Tuple[int, ...]],

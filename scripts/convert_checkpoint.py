@@ -5,6 +5,10 @@
         --weights checkpoints/converted/Directx2 --saved-model exports/Directx2
 
 SOURCE is a TF1 or TF2 checkpoint prefix, a folder holding one (its latest) or a SavedModel folder.
+Several SOURCEs are averaged weight by weight (e.g. the last checkpoints of a run, as in stochastic
+weight averaging):
+
+    python scripts/convert_checkpoint.py runs/meta/Model1/ckpt-{300,400,500} --weights averaged/model
 Outputs (at least one):
   --weights PREFIX      weights only, under the reference's names (PREFIX.index + PREFIX.data-*);
                         small, stable across Keras versions, readable by the reference's TF1 Saver
@@ -26,7 +30,9 @@ EXIT_BAD_INPUT = 2
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="checkpoint prefix (TF1 or TF2), a folder holding one, or a SavedModel")
+    parser.add_argument("source", nargs="+",
+                        help="checkpoint prefix (TF1 or TF2), a folder holding one, or a SavedModel; "
+                             "several are averaged")
     parser.add_argument("--weights", metavar="PREFIX", help="write a weights-only checkpoint at PREFIX")
     parser.add_argument("--tf2-checkpoint", metavar="DIR", help="write a TF2 training checkpoint into DIR")
     parser.add_argument("--saved-model", metavar="DIR", help="write a SavedModel into DIR")
@@ -49,7 +55,10 @@ def main(argv=None) -> int:
 
     try:
         model = MZSRNet(ModelConfig(width=args.width, depth=args.depth))
-        checkpoints.load_weights(model, args.source)
+        if len(args.source) == 1:
+            checkpoints.load_weights(model, args.source[0])
+        else:
+            checkpoints.load_average(model, args.source)
     except (checkpoints.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -58,6 +58,23 @@ def test_a_narrow_network_converts_with_width_and_depth(convert, tmp_path):
     assert dict(tf.train.list_variables(str(tmp_path / "copy")))["MODEL/conv2/kernel"] == [3, 3, 8, 8]
 
 
+def test_several_sources_are_averaged_weight_by_weight(convert, tmp_path):
+    from mzsr_tf.checkpoints import export_weights
+    from mzsr_tf.config import ModelConfig
+    narrow = ModelConfig(width=4, depth=3)
+    sources = [export_weights(MZSRNet(narrow, seed=seed), str(tmp_path / f"run{seed}")) for seed in (0, 1, 2)]
+    assert convert(sources + ["--width", "4", "--depth", "3", "--weights", str(tmp_path / "mean")]) == 0
+    read = [dict((name, tf.train.load_variable(prefix, name)) for name, _ in tf.train.list_variables(prefix))
+            for prefix in sources + [str(tmp_path / "mean")]]
+    for name in read[-1]:
+        by_hand = (read[0][name] + read[1][name] + read[2][name]) / 3  # numpy, straight from the files
+        np.testing.assert_allclose(read[-1][name], by_hand, rtol=1e-6, atol=1e-8)
+        if name.endswith("kernel"):  # (biases start at zero in every seed)
+            assert not np.allclose(read[-1][name], read[0][name])
+    assert convert(sources[:1] + [str(tmp_path / "nothing"), "--width", "4", "--depth", "3",
+                                  "--weights", str(tmp_path / "bad")]) == 2
+
+
 def test_nothing_to_write_is_a_usage_error(convert, tf1_prefix, capsys):
     with pytest.raises(SystemExit) as caught:
         convert([tf1_prefix])
