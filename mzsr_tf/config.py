@@ -114,6 +114,8 @@ class MetaTrainConfig:
     weights stay at ``1 / inner_steps`` unless resumed; ``freeze_loss_weights=True`` reproduces that.
     ``fixed_loss_weights`` (one per inner step) replaces the schedule by constant weights, e.g.
     ``(0.6, 0.1, 0.1, 0.1, 0.1)`` to favour the result after one step (MZSR (1)).
+    ``initial_loss_weight`` (default 0, the reference) adds the query loss before adaptation with
+    that weight (``+ w_0 · L_0 / inner_steps``), holding the initialisation itself near a usable model.
     """
 
     patch_size: int = 64
@@ -132,6 +134,7 @@ class MetaTrainConfig:
     loss_weight_floor: float = 0.03
     freeze_loss_weights: bool = False
     fixed_loss_weights: Optional[Tuple[float, ...]] = None
+    initial_loss_weight: float = 0.0
     kernel_size: int = 15
     kernel_k1_per_scale: float = 2.5
     noise_std: float = 0.0

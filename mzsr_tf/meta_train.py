@@ -129,13 +129,16 @@ def adapt_to_task(params: Sequence[tf.Tensor], inputa: tf.Tensor, labela: tf.Ten
 def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.Tensor, *,
                    total_tasks: int, inner_lr, inner_steps: int, first_order: bool,
                    forward_fn: ForwardFn = forward, inner_loss_scale: float = 1.0,
-                   scale_loss: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                   scale_loss: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
+                   initial_loss_weight: float = 0.0
                    ) -> Tuple[List[tf.Tensor], tf.Tensor, tf.Tensor]:
     """Gradient of these tasks' part of the meta-objective, accumulated task by task.
 
     The meta-objective over all ``total_tasks`` tasks is ``mean_k(w_k · mean_t L_t,k)`` =
     ``Σ_t mean_k(w_k · L_t,k) / total_tasks``; ``tasks`` (``TASK_KEYS`` → ``[T_local, ...]``) may be
-    a replica's share of them.
+    a replica's share of them.  With ``initial_loss_weight`` w_0 > 0 it also holds
+    ``w_0 · mean_t L_t,0 / K``, ``L_t,0`` being the query loss *before* adaptation (it keeps the
+    initialisation itself usable; 0, the reference's objective, computes nothing extra).
 
     Returns ``(gradients, support_loss_sum, query_loss_sums)``: gradients in ``variables`` order
     (of ``scale_loss(objective part)`` when given: mixed-precision loss scaling), the sum over
@@ -154,6 +157,9 @@ def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.T
                 inner_steps=inner_steps, first_order=first_order, forward_fn=forward_fn,
                 inner_loss_scale=inner_loss_scale)
             part = tf.reduce_mean(tf.cast(weights, loss_dtype) * query_losses) / total_tasks
+            if initial_loss_weight:
+                before = inner.l1_loss(tasks["labelb"][t], forward_fn(variables, tasks["inputb"][t]))
+                part += initial_loss_weight * tf.cast(before, loss_dtype) / inner_steps / total_tasks
             if scale_loss is not None:
                 part = scale_loss(part)
         task_grads = tape.gradient(part, variables)
@@ -236,7 +242,8 @@ class MetaTrainer:
             self.variables, tasks, weights, total_tasks=self.config.meta_batch_size,
             inner_lr=self.config.inner_rates(), inner_steps=self.config.inner_steps,
             first_order=first_order, forward_fn=self.forward_fn,
-            inner_loss_scale=self.inner_loss_scale, scale_loss=scale_loss)
+            inner_loss_scale=self.inner_loss_scale, scale_loss=scale_loss,
+            initial_loss_weight=self.config.initial_loss_weight)
 
     def _replica_step(self, tasks: Tasks, weights: tf.Tensor, first_order: bool):
         grads, support_sum, query_sums = self._replica_gradients(tasks, weights, first_order)
@@ -287,7 +294,8 @@ class MetaTrainer:
         """One meta-iteration on ``tasks`` (global tensors or distributed values); returns metrics.
 
         Metrics (numpy): ``pre_update_loss``, ``query_losses`` ``[inner_steps]`` (means over tasks),
-        ``objective`` (the weighted meta-objective), the ``loss_weights`` used and the global norm
+        ``objective`` (the weighted query losses after adaptation: the meta-objective without the
+        ``initial_loss_weight`` term), the ``loss_weights`` used and the global norm
         of the updated weights (``weight_norm``); the step counter advances by one.
         """
         first_order = self.first_order_at(int(self.step.numpy()))

@@ -201,6 +201,35 @@ def test_per_step_inner_rates_follow_the_schedule():
                                  inner_steps=3, first_order=True)
 
 
+def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
+    """objective + w_0 * mean_t L1(labelb, f(theta; inputb)) / K, differentiated by hand (float64)."""
+    weights = _tiny_weights(np.float64)
+    tasks = _random_tasks(dtype=np.float64, seed=8)
+    variables = [tf.Variable(w) for w in weights]
+    grads, _, _ = tf.function(meta_train.meta_gradients)(
+        variables, tasks, tf.constant(WEIGHTS_3), total_tasks=2, inner_lr=0.1, inner_steps=3,
+        first_order=False, initial_loss_weight=0.4)
+    params = [tf.constant(w) for w in weights]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        before = tf.add_n([tf.reduce_mean(tf.abs(tasks["labelb"][t] - _hand_forward(params, tasks["inputb"][t])))
+                           for t in range(2)]) / 2
+        objective = _hand_objective(params, tasks, WEIGHTS_3, 0.1, 3) + 0.4 * before / 3
+    expected = tape.gradient(objective, params)
+    without = _hand_gradient(weights, tasks, WEIGHTS_3, 0.1, 3)
+    for got, want, plain in zip(grads, expected, without):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-13)
+    gap = np.sqrt(sum(np.sum((a.numpy() - b) ** 2) for a, b in zip(expected, without)))
+    assert gap > 1e-2 * np.sqrt(sum(np.sum(b ** 2) for b in without))  # the term matters here
+    config = _tiny_config(initial_loss_weight=0.4)
+    trainer = MetaTrainer(config, TINY_MODEL)
+    plain_trainer = MetaTrainer(_tiny_config(), TINY_MODEL)
+    tasks32 = _random_tasks(seed=8)
+    with_term, _ = trainer.compute_gradients(tasks32)
+    plain, _ = plain_trainer.compute_gradients(tasks32)
+    assert not np.allclose(with_term[0], plain[0])  # the trainer passes the config's weight on
+
+
 def test_trainer_step_gradient_and_adam_update():
     """The float32 tf.function train step: its gradient and its first Adam update (epsilon 1e-8)."""
     config = _tiny_config(meta_lr=1e-3)
