@@ -21,7 +21,7 @@ from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import AdaptationConfig
 from mzsr_tf.kernels import load_kernel
-from mzsr_tf.meta_test import check_pair, list_images, read_rgb
+from mzsr_tf.meta_test import paired_paths, read_pair
 from mzsr_tf.model import MZSRNet
 
 Folder = Tuple[str, str, str]  # (LR folder, GT folder, kernel .mat)
@@ -42,15 +42,10 @@ def run_checkpoints(run_dir: str) -> List[Tuple[int, str]]:
 def load_folder(folder: Folder, scale: float, limit: int = 0):
     """``(inputs, modcropped GTs, kernel)`` of one folder, checked pairwise; ``limit`` > 0 keeps the first N."""
     lr_dir, gt_dir, kernel_path = folder
-    lr_paths, gt_paths = list_images(lr_dir, "input"), list_images(gt_dir, "GT")
-    if len(lr_paths) != len(gt_paths):
-        raise ValueError(f"{len(lr_paths)} inputs in {lr_dir} but {len(gt_paths)} GT images in {gt_dir}")
+    pairs = paired_paths(lr_dir, gt_dir)
     if limit:
-        lr_paths, gt_paths = lr_paths[:limit], gt_paths[:limit]
-    inputs = [read_rgb(p) for p in lr_paths]
-    gts = [metrics.modcrop(read_rgb(p), scale) for p in gt_paths]
-    for lr_path, lr, gt_path, gt in zip(lr_paths, inputs, gt_paths, gts):
-        check_pair(lr_path, lr.shape, gt_path, gt.shape, scale)
+        pairs = pairs[:limit]
+    inputs, gts = map(list, zip(*(read_pair(lr_path, gt_path, scale) for lr_path, gt_path in pairs)))
     return inputs, gts, load_kernel(kernel_path)
 
 

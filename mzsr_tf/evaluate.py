@@ -42,7 +42,7 @@ from mzsr_tf.config import AdaptationConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import load_kernel
-from mzsr_tf.meta_test import check_pair, list_images, read_rgb
+from mzsr_tf.meta_test import check_kernel_fits, paired_paths, read_pair
 from mzsr_tf.model import forward
 from mzsr_tf.testsets import KERNEL_FILE, PAPER_KERNELS, PaperKernel, get_kernel
 
@@ -196,21 +196,12 @@ def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
 
 
 def _image_pairs(cell: Cell) -> List[Tuple[str, str]]:
-    inputs = list_images(cell.input_dir, "input")
-    gts = list_images(cell.gt_dir, "GT")
-    if len(inputs) != len(gts):
-        raise EvaluationError(f"{len(inputs)} images in {cell.input_dir} but {len(gts)} in {cell.gt_dir}; "
-                              "they are paired by sorted order")
-    return list(zip(inputs, gts))
+    return paired_paths(cell.input_dir, cell.gt_dir, EvaluationError)
 
 
 def _read_pair(cell: Cell, lr_path: str, gt_path: str, kernel: np.ndarray):
-    lr = read_rgb(lr_path)
-    gt = metrics.modcrop(read_rgb(gt_path), cell.kernel.scale)
-    check_pair(lr_path, lr.shape, gt_path, gt.shape, cell.kernel.scale)
-    if kernel.shape[0] > lr.shape[0] or kernel.shape[1] > lr.shape[1]:
-        raise EvaluationError(f"kernel {cell.kernel_path} is {kernel.shape[0]}x{kernel.shape[1]}, larger "
-                              f"than input {lr_path} ({lr.shape[0]}x{lr.shape[1]})")
+    lr, gt = read_pair(lr_path, gt_path, cell.kernel.scale)
+    check_kernel_fits(kernel, cell.kernel_path, lr_path, lr.shape, EvaluationError)
     return lr, gt
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import imageio.v3 as iio
 import numpy as np
@@ -76,6 +76,30 @@ def check_pair(lr_path: str, lr_shape, gt_path: str, gt_shape, scale: float) -> 
             f"{wanted[0]:g}x{wanted[1]:g}); are the folders paired by sorted name?")
 
 
+def paired_paths(input_dir: str, gt_dir: str, error: Type[ValueError] = MetaTestError) -> List[Tuple[str, str]]:
+    """``(input, GT)`` image paths of two folders, paired by sorted order; different counts raise ``error``."""
+    inputs, gts = list_images(input_dir, "input"), list_images(gt_dir, "GT")
+    if len(inputs) != len(gts):
+        raise error(f"{len(inputs)} images in input folder {input_dir} but {len(gts)} in GT folder "
+                    f"{gt_dir}; they are paired by sorted order")
+    return list(zip(inputs, gts))
+
+
+def read_pair(lr_path: str, gt_path: str, scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """An input and its GT modcropped to ``scale`` (float32 HWC in [0, 1]), their sizes checked (``check_pair``)."""
+    lr, gt = read_rgb(lr_path), metrics.modcrop(read_rgb(gt_path), scale)
+    check_pair(lr_path, lr.shape, gt_path, gt.shape, scale)
+    return lr, gt
+
+
+def check_kernel_fits(kernel: np.ndarray, kernel_path: str, lr_path: str, lr_shape,
+                      error: Type[ValueError] = MetaTestError) -> None:
+    """The blur kernel may not be larger than the input it degrades (the son could not be made)."""
+    if kernel.shape[0] > lr_shape[0] or kernel.shape[1] > lr_shape[1]:
+        raise error(f"kernel {kernel_path} is {kernel.shape[0]}x{kernel.shape[1]}, larger than input "
+                    f"{lr_path} ({lr_shape[0]}x{lr_shape[1]})")
+
+
 def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel: Optional[np.ndarray],
                gt_dir: Optional[str] = None, kernel_path: Optional[str] = None,
                log: Callable[[str], None] = print, extra_info: Optional[Dict] = None) -> Dict:
@@ -85,23 +109,17 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel: Option
     ``kernel_path`` is only used in messages. Without ``gt_dir`` no PSNR is computed.
     """
     cfg = tester.config
-    input_paths = list_images(input_dir, "input")
-    gt_paths = list_images(gt_dir, "GT") if gt_dir else None
-    if gt_paths is not None and len(gt_paths) != len(input_paths):
-        raise MetaTestError(f"{len(input_paths)} images in input folder {input_dir} but "
-                            f"{len(gt_paths)} in GT folder {gt_dir}; they are paired by sorted order")
-
-    images = [read_rgb(p) for p in input_paths]
-    gts = [None] * len(images)
-    if gt_paths is not None:
-        gts = [metrics.modcrop(read_rgb(p), cfg.scale) for p in gt_paths]
-        for lr_path, lr, gt_path, gt in zip(input_paths, images, gt_paths, gts):
-            check_pair(lr_path, lr.shape, gt_path, gt.shape, cfg.scale)
+    if gt_dir:
+        pairs = paired_paths(input_dir, gt_dir)
+        input_paths, gt_paths = [p for p, _ in pairs], [g for _, g in pairs]
+        images, gts = map(list, zip(*(read_pair(p, g, cfg.scale) for p, g in pairs)))
+    else:
+        input_paths, gt_paths = list_images(input_dir, "input"), None
+        images = [read_rgb(p) for p in input_paths]
+        gts = [None] * len(images)
     if kernel is not None:
         for path, lr in zip(input_paths, images):
-            if kernel.shape[0] > lr.shape[0] or kernel.shape[1] > lr.shape[1]:
-                raise MetaTestError(f"kernel {kernel_path or ''} is {kernel.shape[0]}x{kernel.shape[1]}, "
-                                    f"larger than input {path} ({lr.shape[0]}x{lr.shape[1]})")
+            check_kernel_fits(kernel, kernel_path or "", path, lr.shape)
 
     out_dir = os.path.join(save_dir, "%02d" % cfg.num_steps)
     os.makedirs(out_dir, exist_ok=True)
