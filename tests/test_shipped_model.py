@@ -51,3 +51,19 @@ def test_shipped_model_beats_bicubic_by_far_on_the_demo_images(demo_psnrs):
     a meta-trained model has learned the blur and must be several dB above it after one step."""
     for name, psnr in demo_psnrs.items():
         assert psnr["one_step"] > psnr["bicubic"] + 3.0, (name, psnr)
+
+
+def test_shipped_model_meets_the_set5_targets(reference_dir):
+    """Issue 8's acceptance on the authors' Set5 g2.0^d inputs with the ``--model 0`` schedule: MZSR (1) at least
+    35.0 dB and MZSR (10) at least 35.5 dB (the published model: 35.20 / 36.05). The thresholds are the issue's,
+    not this model's numbers (35.02 / 35.72 when shipped)."""
+    from mzsr_tf.curves import load_folder, score_checkpoint
+
+    preset = get_preset("direct_x2")
+    g20 = reference_dir / "Input" / "g20"
+    folder = load_folder((str(g20 / "Set5"), str(reference_dir / "GT" / "Set5"), str(g20 / "kernel.mat")), 2.0)
+    assert len(folder[0]) == 5
+    scores = score_checkpoint(str(REPO / preset.project_checkpoint), {"set5": folder},
+                              preset.adaptation_config(), steps=(1, 10))["set5"]
+    assert scores["mzsr_1"] >= 35.0, scores
+    assert scores["mzsr_10"] >= 35.5, scores
