@@ -80,41 +80,57 @@ def isotropic_gaussian(ksize: int, var: float) -> np.ndarray:
     return anisotropic_gaussian(ksize, 0.0, var, var)
 
 
-def random_kernel_parameters(k1: float, u_theta, u1, u2):
-    """``(theta, l1, l2)`` of a random task kernel from three uniforms in [0, 1) (numbers or tensors)."""
+def random_kernel_parameters(k1: float, u_theta, u1, u2, min_eigenvalue: float = 1.0):
+    """``(theta, l1, l2)`` of a random task kernel from three uniforms in [0, 1) (numbers or tensors).
+
+    ``theta = pi u_theta``, ``l1`` uniform in ``[m, k1)``, ``l2`` uniform in ``[m, l1)`` with ``m =
+    min_eigenvalue``; the reference's ``m`` is 1 (no task kernel sharper than variance 1).
+    """
     theta = math.pi * u_theta
-    l1 = 1.0 + (k1 - 1.0) * u1
-    l2 = 1.0 + (l1 - 1.0) * u2
+    l1 = min_eigenvalue + (k1 - min_eigenvalue) * u1
+    l2 = min_eigenvalue + (l1 - min_eigenvalue) * u2
     return theta, l1, l2
 
 
-def generate_kernel(k1: float, ksize: int = 15, rng: np.random.Generator = None) -> np.ndarray:
+def _check_eigenvalue_range(k1, min_eigenvalue, where: str):
+    if not (np.isfinite(min_eigenvalue) and min_eigenvalue > 0):
+        raise KernelError(f"{where}: min_eigenvalue must be > 0, got {min_eigenvalue!r}")
+    if not (np.isfinite(k1) and k1 >= min_eigenvalue):
+        raise KernelError(f"{where}: k1 must be >= min_eigenvalue ({min_eigenvalue}), got {k1!r}")
+
+
+def generate_kernel(k1: float, ksize: int = 15, rng: np.random.Generator = None,
+                    min_eigenvalue: float = 1.0) -> np.ndarray:
     """The reference's random anisotropic task kernel, float64 ``[ksize, ksize]``.
 
-    ``k1`` bounds the larger eigenvalue (``l1`` in ``[1, k1)``); ``rng`` draws, in order, theta, l1, l2.
+    ``k1`` bounds the larger eigenvalue (``l1`` in ``[min_eigenvalue, k1)``, ``min_eigenvalue`` 1 in the
+    reference); ``rng`` draws, in order, theta, l1, l2.
     """
     if rng is None:
         raise KernelError("generate_kernel needs rng, a np.random.Generator (randomness is explicit)")
-    if not (np.isfinite(k1) and k1 >= 1):
-        raise KernelError(f"generate_kernel: k1 must be >= 1, got {k1!r}")
+    _check_eigenvalue_range(k1, min_eigenvalue, "generate_kernel")
     u_theta, u1, u2 = rng.random(3)
-    return anisotropic_gaussian(ksize, *random_kernel_parameters(float(k1), u_theta, u1, u2))
+    return anisotropic_gaussian(ksize, *random_kernel_parameters(float(k1), u_theta, u1, u2,
+                                                                 float(min_eigenvalue)))
 
 
-def tf_random_kernel(seed, k1, ksize: int = 15):
+def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
     """Random task kernel from a TF stateless seed, float32 ``[ksize, ksize]``, for ``tf.data`` maps.
 
     Args:
       seed: int32/int64 tensor of shape ``[2]`` (``tf.random.stateless_uniform`` seed).
-      k1: upper bound of the larger eigenvalue (number or float scalar tensor), ``>= 1``.
+      k1: upper bound of the larger eigenvalue (number or float scalar tensor), ``>= min_eigenvalue``.
       ksize: kernel size (Python int).
+      min_eigenvalue: lower bound of both eigenvalues (Python number > 0; the reference's is 1).
 
     Same distribution as :func:`generate_kernel` (not the same numbers: another generator).
     """
     ksize = _check_ksize(ksize)
+    if not (np.isfinite(min_eigenvalue) and min_eigenvalue > 0):
+        raise KernelError(f"tf_random_kernel: min_eigenvalue must be > 0, got {min_eigenvalue!r}")
     uniforms = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64)
     k1 = tf.cast(tf.convert_to_tensor(k1, dtype_hint=tf.float64), tf.float64)
-    theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2])
+    theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2], float(min_eigenvalue))
     return tf_anisotropic_gaussian(ksize, theta, l1, l2, dtype=tf.float32)
 
 

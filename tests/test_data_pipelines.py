@@ -91,6 +91,37 @@ def test_synthesize_task_lr_equals_degradation():
                                    atol=TOLERANCE, rtol=0)
 
 
+def _kernel_moments(kernel):
+    """Eigenvalues of the second-moment matrix of a normalised 2-D kernel about its centre."""
+    size = kernel.shape[0]
+    y, x = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    k = kernel / kernel.sum()
+    cov = [[(k * x * x).sum(), (k * x * y).sum()], [(k * x * y).sum(), (k * y * y).sum()]]
+    return np.linalg.eigvalsh(np.array(cov))
+
+
+def test_task_kernels_follow_kernel_min_eigenvalue():
+    """With eigenvalues drawn in [0.2, 0.3) (k1 = 2 x 0.15) every task kernel is nearly a delta: its sampled
+    second moments stay below 0.3 (a Gaussian of variance 0.2 sampled on the pixel grid has about 0.14), while
+    the reference's range [1, 5) never gives a moment below 0.9."""
+    hr = tf.constant(PATCHES[:2].astype(np.float32) / 255)
+    sharp = dataclasses.replace(CONFIG, kernel_min_eigenvalue=0.2, kernel_k1_per_scale=0.15)
+    for seed in range(5):
+        sharp_moments = _kernel_moments(synthesize_task(hr, 2.0, tf.constant([seed, 1]), tf.constant([0, 0]),
+                                                        sharp)["kernel"].numpy())
+        reference_moments = _kernel_moments(synthesize_task(hr, 2.0, tf.constant([seed, 1]), tf.constant([0, 0]),
+                                                            CONFIG)["kernel"].numpy())
+        assert sharp_moments.max() < 0.3, sharp_moments
+        assert reference_moments.min() > 0.9, reference_moments
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, 5.5])
+def test_kernel_min_eigenvalue_is_checked(value):
+    with pytest.raises(ValueError, match=r"kernel_min_eigenvalue must be in \(0, min\(scale_list\) \* "
+                                         r"kernel_k1_per_scale = 5\]"):
+        MetaTrainConfig(kernel_min_eigenvalue=value)
+
+
 @pytest.mark.parametrize("scale", [2.2, 3.0, 4.0])
 def test_other_scales_follow_the_reference_size_rules(scale):
     hr = PATCHES[:2].astype(np.float32) / 255

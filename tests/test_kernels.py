@@ -59,6 +59,43 @@ def test_generate_kernel_uses_rng_in_order():
                                kernels.anisotropic_gaussian(15, theta, l1, l2), atol=1e-15)
 
 
+def test_min_eigenvalue_bounds_both_eigenvalues_by_hand():
+    """l1 = m + (k1 - m) u1, l2 = m + (l1 - m) u2: with k1 = 5, m = 0.2 and u = (0.25, 0.5, 0.5),
+    theta = pi / 4, l1 = 0.2 + 4.8 / 2 = 2.6, l2 = 0.2 + 2.4 / 2 = 1.4; u1 = u2 = 0 gives the bound itself."""
+    theta, l1, l2 = kernels.random_kernel_parameters(5.0, 0.25, 0.5, 0.5, min_eigenvalue=0.2)
+    assert (theta, l1, l2) == pytest.approx((math.pi / 4, 2.6, 1.4), abs=1e-12)
+    assert kernels.random_kernel_parameters(5.0, 0.0, 0.0, 0.0, min_eigenvalue=0.2)[1:] == pytest.approx((0.2, 0.2))
+    # the default is the reference's bound 1
+    assert kernels.random_kernel_parameters(5.0, 0.25, 0.5, 0.5)[1:] == pytest.approx((3.0, 2.0), abs=1e-12)
+
+
+def test_generate_kernel_with_min_eigenvalue_uses_rng_in_order():
+    rng = np.random.default_rng(5)
+    u_theta, u1, u2 = np.random.default_rng(5).random(3)
+    l1 = 0.2 + (5.0 - 0.2) * u1
+    l2 = 0.2 + (l1 - 0.2) * u2
+    np.testing.assert_allclose(kernels.generate_kernel(5.0, 15, rng, min_eigenvalue=0.2),
+                               kernels.anisotropic_gaussian(15, math.pi * u_theta, l1, l2), atol=1e-15)
+
+
+@pytest.mark.parametrize("k1, min_eigenvalue, message", [(5.0, 0.0, "min_eigenvalue must be > 0"),
+                                                          (0.5, 1.0, "k1 must be >= min_eigenvalue")])
+def test_generate_kernel_rejects_bad_eigenvalue_range(k1, min_eigenvalue, message):
+    with pytest.raises(KernelError, match=message):
+        kernels.generate_kernel(k1, 15, np.random.default_rng(0), min_eigenvalue=min_eigenvalue)
+
+
+def test_tf_random_kernel_with_min_eigenvalue_matches_numpy_formula():
+    seed = tf.constant([9, 1], tf.int32)
+    u = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64).numpy()
+    l1 = 0.3 + (5.0 - 0.3) * u[1]
+    expected = kernels.anisotropic_gaussian(15, math.pi * u[0], l1, 0.3 + (l1 - 0.3) * u[2])
+    np.testing.assert_allclose(kernels.tf_random_kernel(seed, 5.0, 15, min_eigenvalue=0.3).numpy(), expected,
+                               atol=1e-7)
+    with pytest.raises(KernelError, match="min_eigenvalue must be > 0"):
+        kernels.tf_random_kernel(seed, 5.0, 15, min_eigenvalue=-1.0)
+
+
 def test_generate_kernel_needs_rng():
     with pytest.raises(KernelError, match="needs rng"):
         kernels.generate_kernel(5.0, 15)

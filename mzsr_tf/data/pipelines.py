@@ -5,9 +5,10 @@ task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
 
 1. HR patches (float32 in [0, 1]) are shuffled, repeated and grouped ``2 * task_batch`` per task;
 2. per task: a scale drawn uniformly from ``scale_list``, a random anisotropic Gaussian kernel
-   ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size)`` (reference: ``scale *
-   2.5``, 15), the LR ``tf_degrade(hr, kernel, scale, ds_method, noise_std)`` (blur, subsample to
-   ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic up-scaling back to ``H x W`` (the ILR);
+   ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size, min_eigenvalue =
+   kernel_min_eigenvalue)`` (reference: ``scale * 2.5``, 15, 1), the LR ``tf_degrade(hr, kernel, scale,
+   ds_method, noise_std)`` (blur, subsample to ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic
+   up-scaling back to ``H x W`` (the ILR);
 3. the first ``task_batch`` pairs are the support set (``inputa``/``labela``), the rest the query set
    (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
 
@@ -97,7 +98,7 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
     of ``lr`` by ``scale`` to ``H x W``).
     """
     kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale,
-                              ksize=config.kernel_size)
+                              ksize=config.kernel_size, min_eigenvalue=config.kernel_min_eigenvalue)
     lr = tf_degrade(hr, kernel, scale, ds_method=config.ds_method, noise_std=config.noise_std,
                     seed=noise_seed)
     ilr = tf_imresize(lr, scale, output_shape=tf.shape(hr)[1:3], kernel="cubic")
