@@ -92,9 +92,13 @@ def random_kernel_parameters(k1: float, u_theta, u1, u2, min_eigenvalue: float =
     return theta, l1, l2
 
 
-def _check_eigenvalue_range(k1, min_eigenvalue, where: str):
+def _check_min_eigenvalue(min_eigenvalue, where: str):
     if not (np.isfinite(min_eigenvalue) and min_eigenvalue > 0):
         raise KernelError(f"{where}: min_eigenvalue must be > 0, got {min_eigenvalue!r}")
+
+
+def _check_eigenvalue_range(k1, min_eigenvalue, where: str):
+    _check_min_eigenvalue(min_eigenvalue, where)
     if not (np.isfinite(k1) and k1 >= min_eigenvalue):
         raise KernelError(f"{where}: k1 must be >= min_eigenvalue ({min_eigenvalue}), got {k1!r}")
 
@@ -126,8 +130,7 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
     Same distribution as :func:`generate_kernel` (not the same numbers: another generator).
     """
     ksize = _check_ksize(ksize)
-    if not (np.isfinite(min_eigenvalue) and min_eigenvalue > 0):
-        raise KernelError(f"tf_random_kernel: min_eigenvalue must be > 0, got {min_eigenvalue!r}")
+    _check_min_eigenvalue(min_eigenvalue, "tf_random_kernel")  # k1 may be a tensor: not checked here
     uniforms = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64)
     k1 = tf.cast(tf.convert_to_tensor(k1, dtype_hint=tf.float64), tf.float64)
     theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2], float(min_eigenvalue))
