@@ -38,6 +38,7 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+from mzsr_tf.config import PRECISIONS  # noqa: E402  (no TensorFlow import)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -66,7 +67,7 @@ def parse_args(argv=None):
                         help="timed reference meta-iterations (after one warm-up)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference baseline")
     parser.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"],
-                        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        choices=tuple(PRECISIONS),
                         help="precisions of the port (the mixed ones at paper size, second order only)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -98,14 +99,14 @@ def _reset_peak_rss() -> bool:
 
 def run_worker(spec: dict) -> dict:
     import tensorflow as tf
-    from mzsr_tf.config import MetaTrainConfig
+    from mzsr_tf.config import MetaTrainConfig, RunConfig, RuntimeConfig
     from mzsr_tf.meta_train import MetaTrainer, task_dataset
 
     config = MetaTrainConfig(
         patch_size=spec["patch_size"], meta_batch_size=spec["meta_batch_size"],
         task_batch_size=spec["task_batch_size"], inner_steps=5,
         second_order_from_step=0 if spec["second_order"] else 10 ** 9)
-    trainer = MetaTrainer(config, precision=spec["precision"])
+    trainer = MetaTrainer(RunConfig(train=config, runtime=RuntimeConfig(precision=spec["precision"])))
     if os.path.exists(PRETRAINED + ".index"):
         trainer.load_transfer(PRETRAINED)
     if spec["records"] and os.path.isfile(spec["records"]):

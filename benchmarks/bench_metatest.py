@@ -34,10 +34,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mzsr_tf import kernels, metrics  # noqa: E402
-from mzsr_tf.adaptation import MetaTester  # noqa: E402
 from mzsr_tf.checkpoints import load_weights  # noqa: E402
 from mzsr_tf.config import preset_for_model  # noqa: E402
-from mzsr_tf.meta_test import list_images, read_rgb  # noqa: E402
+from mzsr_tf.meta_test import MetaTester, paired_paths, read_pair  # noqa: E402
 from mzsr_tf.model import MZSRNet, param_shapes  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -122,8 +121,8 @@ def main(argv=None) -> int:
     if not input_dir.exists():
         print(f"needs {SHARED} (../shared beside the repository)")
         return 2
-    inputs = [read_rgb(p) for p in list_images(str(input_dir), "input")]
-    gts = [metrics.modcrop(read_rgb(p), 2) for p in list_images(str(gt_dir), "GT")]
+    pairs = paired_paths(str(input_dir), str(gt_dir))
+    inputs, gts = map(list, zip(*(read_pair(lr_path, gt_path, 2) for lr_path, gt_path in pairs)))
     kernel = kernels.load_kernel(kernel_path)
     model = MZSRNet()
     load_weights(model, str(checkpoint))
@@ -163,7 +162,7 @@ def main(argv=None) -> int:
                 print(f"{'':>8} {label:>26} {ours:9.2f}s {ref_text} {ratio} {target:>7}")
                 if ref and key == "set" and precision == "float32" and ref / ours < TARGETS[num]:
                     failed = True
-            names = [pathlib.Path(p).stem for p in list_images(str(input_dir), "input")]
+            names = [pathlib.Path(lr_path).stem for lr_path, _ in pairs]
             print("         per image, warm: " + ", ".join(f"{n} {t:.2f}s" for n, t in zip(names, warm_images)))
             if precision == "float32":
                 flop = set5_flop(inputs, gts, num)

@@ -191,6 +191,9 @@ def _named_keys(found: Mapping[str, Tuple[int, ...]]) -> Dict[str, str]:
 def read_tf1_weights(prefix: str, config: ModelConfig = ModelConfig()) -> Dict[str, np.ndarray]:
     """The ``2 * depth`` weights of a name-based checkpoint, as float32 numpy arrays.
 
+    Public API (no caller in the package besides ``load_weights``' name-based path): the authors'
+    weights as numpy arrays without building a Keras model, e.g. to port them elsewhere.
+
     Args:
       prefix: checkpoint prefix such as ``.../Pretrained/Pretrained`` (or anything
         ``resolve_checkpoint`` accepts).
@@ -272,6 +275,13 @@ def load_weights(model: MZSRNet, path: str) -> str:
 
     Raises:
       CheckpointError: see ``read_tf1_weights``; for TF2 checkpoints also a missing ``model`` object.
+
+    Example::
+
+        model = MZSRNet()
+        load_weights(model, "checkpoints/direct_x2")        # the project's model (a folder: its latest)
+        load_weights(model, "checkpoints/Model/Directx2")   # the authors' TF1 checkpoint prefix
+        sr = model(ilr)                                     # ilr: [N, H, W, 3] float32 in [0, 1]
     """
     prefix = resolve_checkpoint(path)
     found = _list_variables(prefix)

@@ -1,23 +1,45 @@
-"""Flags to library calls for the scripts: resolve presets, checkpoints and kernels, report errors.
+"""The command-line layer: every script's flags, their translation into library calls, and exit codes.
 
-Scripts stay thin (parse flags, call one function here, exit with its code): 0 success, 2 bad input
-(a one-line message naming the file on stderr), 1 anything else.
+Each script in ``scripts/`` is one line: ``sys.exit(cli.<script>_script(argv))``.  Here each script
+has a parser (``*_parser``, its choices taken from ``mzsr_tf.config``), and a ``*_from_flags(args)``
+function that does its work and returns the exit code through ``run_command``, the one place that
+maps errors to exit codes (``exit_code_of``):
+
+- 0: success (a training interrupted by SIGINT/SIGTERM has saved and also exits 0);
+- 1: the work failed (a non-finite training loss, a full disk, a TensorFlow runtime error), one line
+  on stderr;
+- 2: bad input (a file, folder, flag or configuration value), one line on stderr naming it.
+
+TensorFlow is imported only inside the functions, after ``prepare_environment`` has set the device
+and logging variables it reads at import.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import shlex
 import sys
-from typing import Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mzsr_tf.config import Preset, preset_for_model
+from mzsr_tf.config import (PRECISIONS, PRESETS, STRATEGIES, ConfigError, MetaTrainConfig, PretrainConfig,
+                            Preset, RunConfig, RuntimeConfig, get_preset, load_run_config, override,
+                            preset_for_model)
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-"""Where relative preset paths (``checkpoints/...``) are looked up."""
+"""Where relative preset paths (``checkpoints/...``) and the demo images are looked up."""
+DEMO_DIR = os.path.join(REPO_ROOT, "dataset", "demo")
+MODEL_CHOICES = tuple(sorted(p.model_index for p in PRESETS.values()))
+MODEL_HELP = ", ".join(f"{p.model_index} {p.reference_name}" for p in
+                       sorted(PRESETS.values(), key=lambda p: p.model_index))
 
 log = logging.getLogger("mzsr_tf")
+
+
+class OutputError(RuntimeError):
+    """An output could not be written (a full disk, a read-only folder found late)."""
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -37,14 +59,110 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
-def _bad_input_errors():
-    from mzsr_tf.checkpoints import CheckpointError
-    from mzsr_tf.kernels import KernelError
-    from mzsr_tf.meta_test import MetaTestError
-    return (CheckpointError, KernelError, MetaTestError)
+def prepare_environment(gpu: Optional[str] = None, verbose: bool = False) -> None:
+    """Set the variables TensorFlow reads at import (its C++ log level and, when ``gpu`` is given,
+    the visible GPU: ``CUDA_VISIBLE_DEVICES``, the reference's ``--gpu``), then import it.
+
+    Unless ``verbose``, TensorFlow is imported and its devices initialised with stderr pointed at
+    ``/dev/null``: its C++ start-up lines (oneDNN, CUDA probing, ``failed call to cuInit`` on a
+    machine without a GPU) are written before ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so the variable
+    alone cannot silence them.  Python errors raised by the import still reach stderr.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if gpu is not None:
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if verbose:
+        return
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_logical_devices()  # device initialisation: the CUDA probing messages
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
 
 
-def resolve_checkpoint(requested: Optional[str], preset: Preset, repo_root: str) -> str:
+def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A script's parser: its description, and an epilog of examples and exit codes kept as written."""
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's start-up messages on stderr")
+    return parser
+
+
+def _run_script(parser: argparse.ArgumentParser, from_flags: Callable[[Any], int],
+                argv: Optional[Sequence[str]], check: Optional[Callable[[Any], Optional[str]]] = None) -> int:
+    """Parse ``argv`` with ``parser``; ``check(args)`` may return a usage error (argparse exits 2 with
+    it); set up TensorFlow's environment (``--gpu``, ``--verbose``); return ``from_flags(args)``."""
+    args = parser.parse_args(argv)
+    problem = check(args) if check else None
+    if problem:
+        parser.error(problem)
+    prepare_environment(getattr(args, "gpu", None), args.verbose)
+    return from_flags(args)
+
+
+# --------------------------------------------------------------------------- errors -> exit codes
+
+def exit_code_of(error: BaseException) -> Optional[int]:
+    """The exit code an error ends a command with, or ``None`` for a bug (left to the traceback).
+
+    Bad input -- every project error class derives from ``ValueError`` (``ConfigError``,
+    ``CheckpointError``, ``KernelError``, ``MetaTestError``, ``RecordError``, ``ResumeError``,
+    ``ImageReadError``, ``EvaluationError``, ``TestSetError``), and missing or unreadable paths --
+    gives 2; a non-finite training loss, a lost worker of a multi-worker run, a full disk or a
+    TensorFlow runtime error gives 1.
+    """
+    from mzsr_tf.training import NonFiniteLossError, WorkerLostError
+    if isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                          PermissionError)):
+        return EXIT_BAD_INPUT
+    if isinstance(error, (NonFiniteLossError, WorkerLostError, OutputError, OSError)):
+        return EXIT_FAILURE
+    import tensorflow as tf
+    if isinstance(error, tf.errors.OpError):
+        return EXIT_FAILURE
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split("\n")[0].split()) if isinstance(error, OSError) else text
+
+
+def run_command(work: Callable[[Any], int], args: Any) -> int:
+    """``work(args)`` with library messages on stdout; an error becomes one line on stderr and the
+    exit code of ``exit_code_of``."""
+    _setup_logging()
+    try:
+        return work(args)
+    except Exception as error:  # noqa: BLE001 -- mapped below, re-raised when it is a bug
+        code = exit_code_of(error)
+        if code is None:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
+        return code
+
+
+def _with_option(option: str, value: Any, build: Callable[[], Any]) -> Any:
+    """``build()``, with a ``ConfigError`` it raises prefixed by the flag that caused it."""
+    try:
+        return build()
+    except ConfigError as error:
+        raise ConfigError(f"{option} {value}: {error}") from None
+
+
+# --------------------------------------------------------------------------- presets and checkpoints
+
+def checkpoint_for_preset(requested: Optional[str], preset: Preset, repo_root: str = REPO_ROOT) -> str:
     """``requested`` if given; else the authors' published file for ``preset`` if it was dropped
     into ``checkpoints/Model/``; else the project's own model for the preset, if there is one."""
     if requested:
@@ -65,80 +183,206 @@ def resolve_checkpoint(requested: Optional[str], preset: Preset, repo_root: str)
         + " and ".join(candidates) + "; pass --checkpoint PREFIX")
 
 
-def _run_reporting_bad_input(run, args, errors) -> int:
-    """``run(args)`` with library messages on stdout; an error of ``errors`` becomes one line on stderr
-    and exit code 2 (bad input)."""
-    _setup_logging()
-    try:
-        return run(args)
-    except errors as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-
-def meta_test_from_flags(args) -> int:
-    """``scripts/main.py`` test mode."""
-    return _run_reporting_bad_input(_meta_test, args, _bad_input_errors())
-
-
-def _meta_test(args) -> int:
-    from mzsr_tf.adaptation import MetaTester
-    from mzsr_tf.checkpoints import load_weights
-    from mzsr_tf.kernels import load_kernel
-    from mzsr_tf.meta_test import run_folder
-    from mzsr_tf.model import MZSRNet
-
-    preset = preset_for_model(args.model)
-    scale = args.scale if args.scale else preset.scale
-    config = preset.adaptation_config(num_steps=args.num_steps, scale=scale, noise_std=args.noise,
-                                      back_projection=args.backprojection, precision=args.precision)
-    log.info("model %d: %s, x%g, %s down-sampling, %d step(s), inner_lr %s, %s", preset.model_index,
-             preset.reference_name, scale, config.ds_method, config.num_steps,
-             list(config.inner_lr.rates(config.num_steps)), config.precision)
-    if args.kernelpath:
-        kernel = load_kernel(args.kernelpath)
-        log.info("kernel %s (%dx%d)", args.kernelpath, *kernel.shape)
-    else:
-        kernel = None
-        log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
-    checkpoint = resolve_checkpoint(args.checkpoint, preset, REPO_ROOT)
-    model = MZSRNet()
-    loaded = load_weights(model, checkpoint)
-    tester = MetaTester(model.trainable_variables, config)
-    run_folder(tester, args.inputpath, args.savepath, kernel, gt_dir=args.gtpath or None,
-               kernel_path=args.kernelpath or None,
-               extra_info={"checkpoint": loaded, "model": preset.reference_name})
-    return EXIT_OK
-
-
-def meta_train_from_flags(args) -> int:
-    """``scripts/main.py --train``."""
-    from mzsr_tf import meta_train
-    return _run_reporting_bad_input(meta_train.train_from_flags, args, _bad_input_errors())
-
-
-# --------------------------------------------------------------------------- test sets and evaluation
-
-def _evaluation_errors():
-    from mzsr_tf.evaluate import EvaluationError
-    from mzsr_tf.testsets import TestSetError
-    return _bad_input_errors() + (EvaluationError, TestSetError)
-
-
-def split_names(values) -> list:
+def split_names(values) -> Optional[list]:
     """Flag values given as ``a,b c`` (commas and/or spaces) as a list of names; None stays None."""
     if values is None:
         return None
     return [name for value in values for name in value.split(",") if name]
 
 
+# --------------------------------------------------------------------------- meta-test
+
+def meta_test_from_flags(args) -> int:
+    """``scripts/main.py`` test mode."""
+    return run_command(_meta_test, args)
+
+
+def _meta_test(args) -> int:
+    """Inputs, kernels and the output folder are checked before the checkpoint is loaded (fast
+    failure); a write failure mid-run is an ``OutputError`` naming the file."""
+    from mzsr_tf.atomic import check_output_folder, write_errors_as
+    from mzsr_tf.checkpoints import load_weights
+    from mzsr_tf.kernels import KernelSource
+    from mzsr_tf.meta_test import MetaTester, load_inputs, output_folder, run_folder
+    from mzsr_tf.model import MZSRNet
+
+    preset = preset_for_model(args.model if args.model is not None else 0)
+    config = adaptation_config_from_flags(args, preset)
+    log.info("model %d: %s, x%g, %s down-sampling, %d step(s), inner_lr %s, %s", preset.model_index,
+             preset.reference_name, config.scale, config.ds_method, config.num_steps,
+             list(config.inner_lr.rates(config.num_steps)), config.precision)
+    normalize = bool(getattr(args, "normalize_kernel", False))
+    # a .mat file, a folder of <input>.mat, or ''
+    kernel_source = KernelSource.from_path(args.kernelpath, normalize=normalize)
+    if args.kernelpath:
+        log.info("%s", kernel_source.description)
+    else:
+        log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
+    gt_dir = args.gtpath or None
+    inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
+    check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
+    checkpoint = checkpoint_for_preset(args.checkpoint, preset, REPO_ROOT)
+    model = MZSRNet()
+    loaded = load_weights(model, checkpoint)
+    tester = MetaTester(model.trainable_variables, config)
+    with write_errors_as(OutputError):
+        run_folder(tester, args.inputpath, args.savepath, kernel_source, gt_dir=gt_dir, log=log.info,
+                   extra_info={"checkpoint": loaded, "model": preset.reference_name,
+                               "kernel_normalized": normalize}, inputs=inputs)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- training runs
+
+def _read_overrides(path: Optional[str], stage: type) -> Dict[str, Any]:
+    """The ``--config`` JSON file as ``RunConfig`` overrides (``{}`` without one).
+
+    The file holds ``stage`` options (``{"patch_size": 32, ...}``, a recipe), a saved stage config
+    (``{"class": "MetaTrainConfig", "values": {...}}``) or a saved ``RunConfig`` (a run's
+    ``config.json``).
+    """
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--config {path}: cannot read a JSON object ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of {stage.__name__} options, got "
+                          f"{type(data).__name__}")
+    if data.get("class") == "RunConfig":
+        values = dict(data.get("values", {}))
+        values.pop("preset", None)
+        return values
+    values = data.get("values", data)
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: 'values' must be an object of {stage.__name__} options")
+    return {"train": values}
+
+
+def _apply(run: RunConfig, overrides: Mapping[str, Any], source: str) -> RunConfig:
+    try:
+        return override(run, overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def run_config_from_flags(args, stage: type = MetaTrainConfig) -> Tuple[RunConfig, str]:
+    """The ``RunConfig`` and run folder of ``scripts/main.py --train`` (``stage=MetaTrainConfig``) or
+    ``scripts/pretrain.py`` (``PretrainConfig``): the preset of ``--model`` (the authors' meta-batch
+    settings), then ``--config`` JSON, then the individual flags, in that order.
+
+    When the run folder already holds a run, its saved configuration takes the preset's place, so a
+    run resumes with its own settings; what ``--config`` or a flag changes beyond how long it runs is
+    refused later (``training.check_resumable``).
+    """
+    from mzsr_tf.training import run_directory
+
+    model_index = getattr(args, "model", None)
+    preset = preset_for_model(model_index if model_index is not None else 0) if stage is MetaTrainConfig \
+        else None
+    base = RunConfig(train=preset.meta_train_config() if preset else PretrainConfig(),
+                     preset=preset.name if preset else None)
+    overrides = _read_overrides(getattr(args, "config", None), stage)
+    run = _finish(_apply(base, overrides, f"--config {args.config}"), args, stage)
+    directory = run_directory(run.train.checkpoint_dir, args.trial)
+    saved = _saved_run(directory)
+    if saved is not None:
+        if model_index is not None and saved.preset and saved.preset != preset.name:
+            from mzsr_tf.training import ResumeError
+            raise ResumeError(f"{directory} holds a run of preset {saved.preset}, not --model {model_index} "
+                              f"({preset.name}); omit --model to resume it")
+        run = _finish(_apply(saved, overrides, f"--config {args.config}"), args, stage)
+    return run, directory
+
+
+def _saved_run(directory: str) -> Optional[RunConfig]:
+    """The configuration of the run in ``directory`` if it holds checkpoints of one."""
+    import glob
+    if not glob.glob(os.path.join(directory, "ckpt-*.index")):
+        return None
+    return load_run_config(directory)
+
+
+def _finish(run: RunConfig, args, stage: type) -> RunConfig:
+    """``run`` with the individual flags of the training scripts applied (each error names its flag)."""
+    length_key = "meta_iter" if stage is MetaTrainConfig else "max_steps"
+    flags = [("--iterations", length_key, getattr(args, "iterations", None)),
+             ("--tfrecord", "tfrecord_path", getattr(args, "tfrecord", None)),
+             ("--checkpoint-dir", "checkpoint_dir", getattr(args, "checkpoint_dir", None)),
+             ("--print-every", "print_every", getattr(args, "print_every", None)),
+             ("--save-every", "save_every", getattr(args, "save_every", None))]
+    if stage is MetaTrainConfig:
+        flags += [("--first-order-until", "second_order_from_step", getattr(args, "first_order_until", None)),
+                  ("--freeze-loss-weights", "freeze_loss_weights",
+                   True if getattr(args, "freeze_loss_weights", False) else None)]
+        transfer = getattr(args, "transfer", None)
+        if transfer is not None:  # '' or 'none': random weights
+            run = override(run, {"train": {"transfer_checkpoint": None if transfer in ("", "none") else transfer}})
+    for option, key, value in flags:
+        if value is not None:
+            run = _with_option(option, value, lambda: override(run, {"train": {key: value}}))
+    for option, key in (("--precision", "precision"), ("--strategy", "strategy")):
+        value = getattr(args, key, None)
+        if value is not None:
+            run = _with_option(option, value, lambda: override(run, {"runtime": {key: value}}))
+    return run
+
+
+def _report_training(result) -> int:
+    log.info("[*] %s: step %d, checkpoint %s", result.status, result.step, result.checkpoint)
+    return EXIT_OK
+
+
+def meta_train_from_flags(args) -> int:
+    """``scripts/main.py --train``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
+    def train(args) -> int:
+        from mzsr_tf.meta_train import run_meta_training
+        run, directory = run_config_from_flags(args, MetaTrainConfig)
+        return _report_training(run_meta_training(run, directory, requested_step=args.step))
+    return run_command(train, args)
+
+
+def pretrain_from_flags(args) -> int:
+    """``scripts/pretrain.py``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
+    def train(args) -> int:
+        from mzsr_tf.pretrain import run_pretraining
+        run, directory = run_config_from_flags(args, PretrainConfig)
+        return _report_training(run_pretraining(run, directory, requested_step=args.step))
+    return run_command(train, args)
+
+
+def _add_training_flags(parser: argparse.ArgumentParser, stage: type) -> None:
+    """The flags both training scripts share."""
+    unit = "meta-iteration" if stage is MetaTrainConfig else "step"
+    parser.add_argument("--trial", type=int, default=0, help="training run number (folder Model<trial>)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="the step to resume; must match the latest checkpoint of the run "
+                             "(default: resume whatever is there, or start)")
+    parser.add_argument("--config", default=None,
+                        help=f"JSON file of {stage.__name__} options (a recipe), or a run's config.json")
+    parser.add_argument("--iterations", type=int, default=None, help=f"train until this {unit}")
+    parser.add_argument("--tfrecord", default=None, help="training records (TFRecord or HDF5)")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help=f"runs go to CHECKPOINT_DIR/Model<trial> (default {stage().checkpoint_dir})")
+    parser.add_argument("--print-every", type=int, default=None, help=f"log and summarise every N {unit}s")
+    parser.add_argument("--save-every", type=int, default=None, help=f"checkpoint every N {unit}s")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="tf.distribute strategy (default: default); tasks/batches are split across replicas")
+
+
+# --------------------------------------------------------------------------- test sets and evaluation
+
 def make_testsets_from_flags(args) -> int:
     """``scripts/make_testsets.py``: the paper's LR inputs, kernels and modcropped GT."""
-    return _run_reporting_bad_input(_make_testsets, args, _evaluation_errors())
+    return run_command(_make_testsets, args)
 
 
 def _make_testsets(args) -> int:
+    from mzsr_tf.atomic import check_output_folder
     from mzsr_tf.testsets import PAPER_KERNELS, make_testset
+    check_output_folder(args.out, "--out")
     make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
                  split_names(args.sets), log=log.info)
     log.info("test set written to %s", args.out)
@@ -149,7 +393,7 @@ def checkpoints_for_presets(entries, presets, repo_root: str) -> dict:
     """The checkpoint of each preset from ``--checkpoint`` entries.
 
     An entry is ``PATH`` (for every preset) or ``PRESET=PATH`` (e.g. ``bicubic_x2=checkpoints/Model/
-    Bicubicx2``); a preset with neither gets ``resolve_checkpoint``'s default (the authors' file in
+    Bicubicx2``); a preset with neither gets ``checkpoint_for_preset``'s default (the authors' file in
     ``checkpoints/Model/`` or the project's own model).
     """
     from mzsr_tf.config import PRESETS, get_preset
@@ -164,30 +408,394 @@ def checkpoints_for_presets(entries, presets, repo_root: str) -> dict:
                                   "use PRESET=PATH to give one per preset")
         else:
             common = entry
-    return {preset: by_preset.get(preset) or resolve_checkpoint(common, get_preset(preset), repo_root)
+    return {preset: by_preset.get(preset) or checkpoint_for_preset(common, get_preset(preset), repo_root)
             for preset in presets}
 
 
 def evaluate_from_flags(args) -> int:
     """``scripts/evaluate.py``: the benchmark table over test sets × kernels × steps, and figures."""
-    return _run_reporting_bad_input(_evaluate, args, _evaluation_errors())
+    return run_command(_evaluate, args)
 
 
 def _evaluate(args) -> int:
     from mzsr_tf import evaluate
+    from mzsr_tf.atomic import check_output_folder, write_errors_as
 
     cells = evaluate.find_cells(args.testsets, split_names(args.kernels), split_names(args.sets))
-    presets = sorted({cell.kernel.preset for cell in cells})
+    check_output_folder(args.out, "--out")  # before any image is computed
+    presets = sorted({cell.paper_kernel.preset for cell in cells})
     checkpoints = checkpoints_for_presets(args.checkpoint, presets, REPO_ROOT)
     zssr = evaluate.ZSSRConfig(max_steps=args.zssr_steps)
     log.info("%d cells (%s), steps %s, baselines %s", len(cells),
-             ", ".join(f"{c.kernel.name}/{c.set_name}" for c in cells), args.steps,
+             ", ".join(f"{c.paper_kernel.name}/{c.set_name}" for c in cells), args.steps,
              ", ".join(split_names(args.baselines)) or "none")
     results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
                                 zssr=zssr, figure_images=split_names(args.figure_images), log=log.info)
-    paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
-                                   testsets=args.testsets)
+    with write_errors_as(OutputError):
+        paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
+                                       testsets=args.testsets)
     log.info("\n%s", evaluate.markdown_table(results))
     log.info("[*] %d images in %.1f s; wrote %s", len(results["images"]), results["seconds_total"],
              ", ".join(paths.values()))
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- scripts/main.py
+
+def main_parser() -> argparse.ArgumentParser:
+    """``scripts/main.py``: the reference's flags (meta-test by default, ``--train`` to meta-train)."""
+    parser = _parser("scripts/main.py",
+        description="MZSR with the reference's flags. Meta-test (default): super-resolve every image "
+                    "of --inputpath by adapting the network to it; with no arguments it runs on the demo "
+                    "images in dataset/demo/ with the project's own model. --train: meta-train from the "
+                    "bicubic-pretrained weights (resumes CHECKPOINT_DIR/Model<trial> if it exists).",
+        epilog="examples:\n"
+               "  python scripts/main.py --gpu 0 --inputpath LR_DIR --gtpath GT_DIR "
+               "--kernelpath kernel.mat --savepath OUT --model 0 --num 10\n"
+               "  python scripts/main.py --train --trial 1 --model 3 --config recipe.json --iterations 5000\n"
+               "exit codes: 0 success, 2 bad input (the message names the file or flag), 1 anything else")
+    parser.add_argument("--gpu", default="0", help="GPU index, as CUDA_VISIBLE_DEVICES (harmless without a GPU)")
+    test = parser.add_argument_group("meta-test")
+    test.add_argument("--inputpath", default=os.path.join(DEMO_DIR, "Input"), help="folder of LR images")
+    test.add_argument("--gtpath", default=os.path.join(DEMO_DIR, "GT"),
+                      help="folder of GT images, paired with the inputs by sorted order ('' for none)")
+    test.add_argument("--kernelpath", default=os.path.join(DEMO_DIR, "kernel.mat"),
+                      help="blur kernel .mat (key 'kernel', summing to 1), or a folder of <input name>.mat "
+                           "per image; '' means bicubic degradation")
+    test.add_argument("--normalize-kernel", action="store_true",
+                      help="divide each kernel by its sum instead of refusing one whose sum is not 1 "
+                           "(within 1e-3)")
+    test.add_argument("--savepath", default="results/demo",
+                      help="SR images and results.json go to SAVEPATH/NN/ (checked writable before the run)")
+    test.add_argument("--model", type=int, choices=MODEL_CHOICES, default=None,
+                      help=f"preset: {MODEL_HELP} (default 0; --train: the run's own when resuming)")
+    test.add_argument("--num", type=int, default=1, dest="num_steps",
+                      help="number of adaptation steps (any positive integer)")
+    test.add_argument("--checkpoint", default=None,
+                      help="TF1 or TF2 checkpoint prefix, or a folder holding one (default: the preset's)")
+    test.add_argument("--scale", type=float, default=None, help="super-resolution factor (default: the preset's)")
+    test.add_argument("--noise", type=float, default=0.0, help="std of noise added to the son (images in [0, 1])")
+    test.add_argument("--backprojection", action="store_true", help="refine by 4 back-projection iterations")
+    test.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
+                      help="float32 (default) reproduces the reference; mixed_*: float16/bfloat16 "
+                           "convolutions with float32 weights (meta-test and training)")
+    train = parser.add_argument_group("meta-training (--train)")
+    train.add_argument("--train", action="store_true", dest="is_train", help="meta-train instead of testing")
+    _add_training_flags(train, MetaTrainConfig)
+    train.add_argument("--transfer", default=None,
+                       help="pre-trained weights to start from ('none': random; default: "
+                            f"{MetaTrainConfig().transfer_checkpoint})")
+    train.add_argument("--first-order-until", type=int, default=None,
+                       help="first-order meta-gradients before this iteration, second order from it")
+    train.add_argument("--freeze-loss-weights", action="store_true",
+                       help="keep the query-loss weights at 1/K (the reference's behaviour)")
+    return _add_verbose(parser)
+
+
+def adaptation_config_from_flags(args, preset: Preset):
+    """The meta-test's ``AdaptationConfig``: the preset's, with ``--num``, ``--scale``, ``--noise``,
+    ``--backprojection`` and ``--precision`` applied (each bad value named by its flag)."""
+    config = preset.adaptation_config()
+    for option, key, value in (("--num", "num_steps", args.num_steps), ("--scale", "scale", args.scale),
+                               ("--noise", "noise_std", args.noise),
+                               ("--backprojection", "back_projection", bool(args.backprojection)),
+                               ("--precision", "precision", args.precision)):
+        if value is not None:
+            config = _with_option(option, value, lambda: override(config, {key: value}))
+    return config
+
+
+def main_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/main.py``: meta-test, or meta-train with ``--train``."""
+    return _run_script(main_parser(), lambda args: (meta_train_from_flags if args.is_train else
+                                                     meta_test_from_flags)(args), argv,
+                       lambda args: args.num_steps < 1 and f"--num must be a positive integer, got {args.num_steps}")
+
+
+# --------------------------------------------------------------------------- scripts/pretrain.py
+
+def pretrain_parser() -> argparse.ArgumentParser:
+    """``scripts/pretrain.py``: large-scale "bicubic" pretraining (the reference's Large-Scale_Training)."""
+    parser = _parser("scripts/pretrain.py",
+        description="Large-scale 'bicubic' pretraining of the MZSR network. Records come from "
+                    "scripts/generate_tfrecord.py --mode pretrain; an existing run is resumed.",
+        epilog="example:\n  python scripts/pretrain.py --trial 1 --tfrecord dataset/records/train_SR_X2.tfrecord\n"
+               "exit codes: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input")
+    parser.add_argument("--gpu", default="0", help="GPU index, as CUDA_VISIBLE_DEVICES (harmless without a GPU)")
+    _add_training_flags(parser, PretrainConfig)
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
+                        help="dtype of the convolutions (default float32; variables stay float32)")
+    return _add_verbose(parser)
+
+
+def pretrain_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/pretrain.py``."""
+    return _run_script(pretrain_parser(), pretrain_from_flags, argv)
+
+
+# --------------------------------------------------------------------------- scripts/generate_tfrecord.py
+
+def generate_tfrecord_parser() -> argparse.ArgumentParser:
+    """``scripts/generate_tfrecord.py``: training patches into TFRecord or HDF5."""
+    parser = _parser("scripts/generate_tfrecord.py",
+        description="Cut training patches from folders of HR images into TFRecord (the reference's "
+                    "schema) or HDF5.",
+        epilog="examples:\n"
+               "  python scripts/generate_tfrecord.py --labelpath DIV2K_train_HR --tfrecord dataset/records/train_SR_MZSR\n"
+               "  python scripts/generate_tfrecord.py --labelpath DIV2K_train_HR --tfrecord dataset/records/train_SR_X2 "
+               "--mode pretrain --scale 2\n"
+               "exit codes: 0 done, 2 bad input (one line naming the file or flag), 1 anything else")
+    parser.add_argument("--labelpath", required=True, nargs="+",
+                        help="folder(s) of HR images (PNG/BMP/JPEG/TIFF), e.g. ./DIV2K_train_HR")
+    parser.add_argument("--tfrecord", default="train_SR_MZSR",
+                        help="output file; '.tfrecord' (or '.h5' for --format hdf5) is appended "
+                             "unless present (default: train_SR_MZSR)")
+    parser.add_argument("--mode", choices=["mzsr", "pretrain"], default="mzsr",
+                        help="mzsr: augmented HR patches ('label'); pretrain: HR + bicubic LR pairs "
+                             "('label', 'image'), no augmentation")
+    parser.add_argument("--format", choices=["tfrecord", "hdf5"], default=None,
+                        help="default: from the extension of --tfrecord, else tfrecord")
+    parser.add_argument("--patch", type=int, default=None,
+                        help="HR patch side (default 64 for mzsr, 48 x scale for pretrain)")
+    parser.add_argument("--stride", type=int, default=120, help="step between patch origins, in HR pixels")
+    parser.add_argument("--scale", type=int, default=2, help="pretrain mode: LR = HR / scale")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    parser.add_argument("--shards", type=int, default=1, help="split the output into N files")
+    parser.add_argument("--skip-small", action="store_true",
+                        help="skip images smaller than a patch instead of stopping")
+    parser.add_argument("--quiet", action="store_true", help="no per-image progress")
+    return _add_verbose(parser)
+
+
+def generate_tfrecord_from_flags(args) -> int:
+    """Write the records and print a summary."""
+    def generate(args) -> int:
+        from mzsr_tf.atomic import check_output_file, write_errors_as
+        from mzsr_tf.data.build import PatchRecipe, build_records, output_path
+        recipe = PatchRecipe(mode=args.mode, patch_size=args.patch, stride=args.stride, scale=args.scale,
+                             seed=args.seed)
+        check_output_file(output_path(args.tfrecord, args.format), "--tfrecord")  # before any image is read
+        with write_errors_as(OutputError):
+            summary = build_records(args.labelpath, args.tfrecord, recipe, fmt=args.format,
+                                    num_shards=args.shards, skip_small=args.skip_small,
+                                    progress=None if args.quiet else print)
+        folder = os.path.dirname(os.path.abspath(args.tfrecord))
+        print(f"Num of patches: {summary['num_records']} from {summary['num_images']} images "
+              f"in {summary['seconds']:.1f} s")
+        if summary["skipped_images"]:
+            print(f"skipped {len(summary['skipped_images'])} image(s) smaller than a patch: "
+                  + ", ".join(summary["skipped_images"]))
+        for entry in summary["files"]:
+            print(f"  {os.path.join(folder, entry['file'])}: {entry['count']} records")
+        return EXIT_OK
+    return run_command(generate, args)
+
+
+def generate_tfrecord_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/generate_tfrecord.py``."""
+    return _run_script(generate_tfrecord_parser(), generate_tfrecord_from_flags, argv)
+
+
+# --------------------------------------------------------------------------- scripts/make_testsets.py, evaluate.py
+
+def make_testsets_parser() -> argparse.ArgumentParser:
+    """``scripts/make_testsets.py``: the paper's LR inputs, kernels and modcropped GT."""
+    parser = _parser("scripts/make_testsets.py",
+        description="Make the paper's benchmark test sets: LR inputs, kernel.mat and modcropped GT for "
+                    "each kernel. --hr is a folder of images (one set) or a folder of set folders. Writes "
+                    "OUT/Input/<kernel>/<set>/*.png, OUT/Input/<kernel>/kernel.mat, OUT/GT/<set>/ (x2), "
+                    "OUT/GT_x4/<set>/ (x4) and OUT/testset.json.",
+        epilog="example:\n  python scripts/make_testsets.py --hr ../shared/datasets/benchmark "
+               "--out dataset/testsets/benchmark --kernels g20 gani --sets Set5,Set14\n"
+               "kernels: the names of mzsr_tf.testsets.PAPER_KERNELS (README, 'Test sets')\n"
+               "exit codes: 0 success, 2 bad input (the message names the file or kernel), 1 anything else")
+    parser.add_argument("--hr", required=True, help="folder of HR images, or of folders of HR images (sets)")
+    parser.add_argument("--out", required=True, help="test-set folder to write, e.g. dataset/testsets/benchmark")
+    parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all)")
+    parser.add_argument("--sets", nargs="+", default=None, help="set names under --hr (default: all)")
+    return _add_verbose(parser)
+
+
+def make_testsets_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/make_testsets.py``."""
+    return _run_script(make_testsets_parser(), make_testsets_from_flags, argv)
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    """``scripts/evaluate.py``: the benchmark table over test sets x kernels x steps, and figures."""
+    parser = _parser("scripts/evaluate.py",
+        description="Benchmark table: MZSR after n steps beside bicubic and ZSSR-like baselines, on paper "
+                    "test sets. Writes OUT/results.json, OUT/results.csv, OUT/results.md and OUT/figures/*.png.",
+        epilog="example:\n  python scripts/evaluate.py --checkpoint ../shared/mzsr_reference/Pretrained/Pretrained "
+               "--testsets dataset/testsets/benchmark --steps 0 1 10 --baselines bicubic --kernels g20 "
+               "--sets Set5,BSD100,Set14 --out results/eval_g20\n"
+               "--checkpoint takes a TF1/TF2 prefix or folder for every preset, or PRESET=PATH entries ("
+               + ", ".join(PRESETS) + "); default: the preset's checkpoint in checkpoints/.\n"
+               "exit codes: 0 success, 2 bad input (the message names the file, set or kernel), 1 anything else")
+    parser.add_argument("--checkpoint", nargs="+", default=None, help="PATH or PRESET=PATH entries")
+    parser.add_argument("--testsets", required=True, help="test-set folder made by scripts/make_testsets.py")
+    parser.add_argument("--steps", nargs="+", type=int, default=[0, 1, 10],
+                        help="MZSR step counts (0 = before adaptation)")
+    parser.add_argument("--baselines", nargs="*", default=["bicubic"],
+                        help="comma/space separated: bicubic, zssr (none: give the flag without values)")
+    parser.add_argument("--zssr-steps", type=int, default=2000, help="step budget of the zssr baseline")
+    parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all in the test set)")
+    parser.add_argument("--sets", nargs="+", default=None, help="set names (default: all in the test set)")
+    parser.add_argument("--figure-images", nargs="+", default=None,
+                        help="image names for the crop figures (default: the first image of each set)")
+    parser.add_argument("--out", default="results/evaluation", help="output folder")
+    return _add_verbose(parser)
+
+
+def evaluate_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/evaluate.py``; the command line is recorded in the results."""
+    def check(args) -> Optional[str]:
+        args.command = "python scripts/evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        return args.zssr_steps < 1 and f"--zssr-steps must be a positive integer, got {args.zssr_steps}"
+    return _run_script(evaluate_parser(), evaluate_from_flags, argv, check)
+
+
+# --------------------------------------------------------------------------- scripts/learning_curve.py
+
+def learning_curve_parser() -> argparse.ArgumentParser:
+    """``scripts/learning_curve.py``: meta-test every checkpoint of a run and plot PSNR vs iteration."""
+    parser = _parser("scripts/learning_curve.py",
+        description="Meta-test every checkpoint of a training run on image folders and plot PSNR vs "
+                    "meta-iteration. A run started from a checkpoint of an earlier run (a later training "
+                    "phase) is drawn after it: --before EARLIER.json@STEP (repeatable, in training order) "
+                    "takes an earlier run's curve JSON up to the step the next phase started from; the "
+                    "figure and --chain-out show the joined curve, --out keeps this run's rows.",
+        epilog="example:\n  python scripts/learning_curve.py --run runs/direct_x2/Model2 "
+               "--folder Set5=../shared/mzsr_reference/Input/g20/Set5,../shared/mzsr_reference/GT/Set5,"
+               "../shared/mzsr_reference/Input/g20/kernel.mat --out runs/direct_x2/curve.json "
+               "--png runs/direct_x2/curve.png --every 2 --limit 10 --model 0\n"
+               "exit codes: 0 success, 2 bad input, 1 anything else")
+    parser.add_argument("--run", required=True, help="folder of ckpt-N checkpoints")
+    parser.add_argument("--folder", action="append", required=True,
+                        help="NAME=LR_DIR,GT_DIR,KERNEL.mat (repeatable)")
+    parser.add_argument("--model", type=int, choices=MODEL_CHOICES, default=0,
+                        help=f"preset (test-time schedule, scale): {MODEL_HELP}")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 10], help="adaptation step counts")
+    parser.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (and the last)")
+    parser.add_argument("--limit", type=int, default=0, help="use the first N images of each folder")
+    parser.add_argument("--out", required=True,
+                        help="JSON of rows; its rows are reused when run, folders, steps, --limit and "
+                             "--model are the same, else scored again; another run's JSON is refused")
+    parser.add_argument("--png", default=None, help="figure path")
+    parser.add_argument("--before", action="append", default=[], metavar="JSON@STEP",
+                        help="an earlier phase's curve JSON and the step the next phase started from")
+    parser.add_argument("--chain-out", default=None, help="JSON of the joined curve (with --before)")
+    return _add_verbose(parser)
+
+
+def _read_phase(spec: str):
+    """``JSON@STEP`` -> (rows of that curve JSON, STEP); ValueError naming the file when unusable."""
+    path, _, step = spec.rpartition("@")
+    if not path or not step.isdigit():
+        raise ValueError(f"--before {spec!r} is not CURVE.json@STEP")
+    try:
+        with open(path) as f:
+            return json.load(f)["rows"], int(step)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a learning-curve JSON ({error})") from None
+
+
+def learning_curve_from_flags(args) -> int:
+    """Score the run's checkpoints, join earlier phases, write the JSON and the figure."""
+    def curve(args) -> int:
+        from mzsr_tf import curves, plots
+        from mzsr_tf.atomic import check_output_file, write_errors_as, write_json
+        for option, path in (("--out", args.out), ("--png", args.png), ("--chain-out", args.chain_out)):
+            if path:
+                check_output_file(path, option)  # before any checkpoint is scored
+        folders = {}
+        for spec in args.folder:
+            name, _, paths = spec.partition("=")
+            parts = paths.split(",")
+            if not name or len(parts) != 3:
+                raise ValueError(f"--folder {spec!r} is not NAME=LR_DIR,GT_DIR,KERNEL.mat")
+            folders[name] = tuple(parts)
+        config = preset_for_model(args.model).adaptation_config()
+        earlier = [_read_phase(spec) for spec in args.before]
+        with write_errors_as(OutputError):
+            rows = curves.learning_curve(args.run, folders, config, args.steps, args.every, args.limit, args.out)
+            if earlier:
+                rows = curves.chain(earlier + [(rows, None)])
+                if args.chain_out:
+                    write_json(args.chain_out, {"phases": args.before + [args.out], "steps": args.steps,
+                                                "rows": rows}, indent=1)
+                    print(f"joined curve: {args.chain_out}")
+            if args.png:
+                plots.plot_learning_curve(rows, args.png)
+                print(f"figure: {args.png}")
+        return EXIT_OK
+    return run_command(curve, args)
+
+
+def learning_curve_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/learning_curve.py``."""
+    return _run_script(learning_curve_parser(), learning_curve_from_flags, argv)
+
+
+# --------------------------------------------------------------------------- scripts/convert_checkpoint.py
+
+def convert_checkpoint_parser() -> argparse.ArgumentParser:
+    """``scripts/convert_checkpoint.py``: read any checkpoint mzsr-tf reads, write other formats."""
+    parser = _parser("scripts/convert_checkpoint.py",
+        description="Convert an MZSR checkpoint (the authors' TF1 files, or any checkpoint mzsr-tf reads). "
+                    "SOURCE is a TF1 or TF2 checkpoint prefix, a folder holding one (its latest) or a "
+                    "SavedModel folder. Several SOURCEs are averaged weight by weight (e.g. the last "
+                    "checkpoints of a run, as in stochastic weight averaging).",
+        epilog="examples:\n"
+               "  python scripts/convert_checkpoint.py checkpoints/Model/Directx2 "
+               "--weights checkpoints/converted/Directx2 --saved-model exports/Directx2\n"
+               "  python scripts/convert_checkpoint.py runs/meta/Model1/ckpt-{300,400,500} --weights averaged/model\n"
+               "outputs (at least one):\n"
+               "  --weights PREFIX      weights only, under the reference's names (PREFIX.index + PREFIX.data-*);\n"
+               "                        small, stable across Keras versions, readable by the reference's TF1 Saver\n"
+               "  --tf2-checkpoint DIR  a TF2 tf.train.Checkpoint (DIR/ckpt-0), the format training resumes from\n"
+               "  --saved-model DIR     a SavedModel with signature serving_default: ilr [N,H,W,3] -> sr\n"
+               "exit codes: 0 success, 2 bad input (the message names the file), 1 anything else")
+    parser.add_argument("source", nargs="+",
+                        help="checkpoint prefix (TF1 or TF2), a folder holding one, or a SavedModel; "
+                             "several are averaged")
+    parser.add_argument("--weights", metavar="PREFIX", help="write a weights-only checkpoint at PREFIX")
+    parser.add_argument("--tf2-checkpoint", metavar="DIR", help="write a TF2 training checkpoint into DIR")
+    parser.add_argument("--saved-model", metavar="DIR", help="write a SavedModel into DIR")
+    parser.add_argument("--width", type=int, default=64, help="channels of the hidden layers (default 64)")
+    parser.add_argument("--depth", type=int, default=8, help="number of convolutions (default 8)")
+    return _add_verbose(parser)
+
+
+def convert_checkpoint_from_flags(args) -> int:
+    """Load (or average) the sources, then write each requested format."""
+    def convert(args) -> int:
+        from mzsr_tf import checkpoints
+        from mzsr_tf.config import ModelConfig
+        from mzsr_tf.model import MZSRNet
+        model_config = _with_option("--width/--depth", f"{args.width}/{args.depth}",
+                                    lambda: ModelConfig(width=args.width, depth=args.depth))
+        model = MZSRNet(model_config)
+        if len(args.source) == 1:
+            checkpoints.load_weights(model, args.source[0])
+        else:
+            checkpoints.load_average(model, args.source)
+        import tensorflow as tf
+        try:
+            if args.weights:
+                checkpoints.export_weights(model, args.weights)
+            if args.tf2_checkpoint:
+                checkpoints.save_checkpoint(checkpoints.make_manager(args.tf2_checkpoint, model=model))
+            if args.saved_model:
+                checkpoints.export_saved_model(model, args.saved_model)
+        except (OSError, tf.errors.OpError) as error:
+            raise OutputError(f"cannot write the converted checkpoint: {error}") from None
+        return EXIT_OK
+    return run_command(convert, args)
+
+
+def convert_checkpoint_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/convert_checkpoint.py``."""
+    return _run_script(convert_checkpoint_parser(), convert_checkpoint_from_flags, argv,
+                       lambda args: not (args.weights or args.tf2_checkpoint or args.saved_model) and
+                       "nothing to write: give at least one of --weights, --tf2-checkpoint, --saved-model")

@@ -5,6 +5,10 @@ Used to watch meta-training and to choose the checkpoint to ship: for each check
 ``steps`` (``MetaTester.adapt_at_steps``), so MZSR (1) and MZSR (10) cost one 10-step run.
 Select on a validation folder that is not the one you report (e.g. some of BSD100, not Set5).
 ``chain`` joins the curves of a model trained in phases (a run started from a checkpoint of another).
+
+A curve JSON caches its rows for one run and one way of scoring (``curve_key``: the run, the folders
+with their paths, the step counts, ``limit``, the adaptation settings): re-running with other folders
+or steps scores again, and a curve JSON of another run is refused rather than mixed or overwritten.
 """
 from __future__ import annotations
 
@@ -16,12 +20,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mzsr_tf import metrics
-from mzsr_tf.adaptation import MetaTester
+from mzsr_tf import atomic, metrics
 from mzsr_tf.checkpoints import load_weights
-from mzsr_tf.config import AdaptationConfig
+from mzsr_tf.config import AdaptationConfig, to_dict
 from mzsr_tf.kernels import load_kernel
-from mzsr_tf.meta_test import paired_paths, read_pair
+from mzsr_tf.meta_test import MetaTester, paired_paths, read_pair
 from mzsr_tf.model import MZSRNet
 
 Folder = Tuple[str, str, str]  # (LR folder, GT folder, kernel .mat)
@@ -66,32 +69,90 @@ def score_checkpoint(checkpoint: str, folders: Mapping[str, Tuple[list, list, np
     return scores
 
 
+def curve_key(run_dir: str, folders: Mapping[str, Folder], config: AdaptationConfig,
+               steps: Sequence[int], limit: int = 0) -> Dict:
+    """What a curve's scores depend on besides the checkpoint: the run (its real path), each folder
+    (name and absolute LR, GT and kernel paths), the step counts, ``limit`` and the adaptation settings.
+    Stored in the curve JSON as ``"key"``; rows are reused only under an equal key."""
+    settings = {name: value for name, value in to_dict(config).items() if name != "num_steps"}  # unused here
+    key = {"run": os.path.realpath(run_dir),
+           "folders": {name: [os.path.abspath(path) for path in folder] for name, folder in folders.items()},
+           "steps": sorted(int(n) for n in steps), "limit": int(limit), "adaptation": settings}
+    return json.loads(json.dumps(key))  # as read back from the file
+
+
+def _read_curve(out_json: str) -> Optional[Mapping]:
+    """The curve JSON at ``out_json`` (``None`` if there is none); ``ValueError`` naming it if unusable."""
+    if not os.path.exists(out_json):
+        return None
+    try:
+        with open(out_json) as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict) or not isinstance(saved["rows"], list):
+            raise ValueError("no list of rows")
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{out_json}: not a learning-curve JSON ({error})") from None
+    return saved
+
+
+def reusable_rows(saved: Optional[Mapping], key: Mapping, out_json: str,
+                  log: Callable[[str], None] = print) -> Dict[str, Dict]:
+    """The rows of a saved curve that may be reused under ``key``, by checkpoint name (``ckpt-N``).
+
+    Another run's curve is refused (``ValueError``: overwriting it would lose its rows); a curve of
+    this run scored otherwise (other folders, paths, steps, limit or settings; or a file written
+    before keys were stored) gives no rows: everything is scored again, and the ``log`` says why.
+    """
+    if saved is None:
+        return {}
+    saved_key = saved.get("key")
+    saved_run = saved_key.get("run") if isinstance(saved_key, dict) else None
+    if saved_run is None and saved.get("run") is not None:
+        saved_run = os.path.realpath(saved["run"])
+    if saved_run is not None and saved_run != key["run"]:
+        raise ValueError(f"{out_json} holds the learning curve of run {saved_run}, not of {key['run']}; "
+                         "give another --out (a curve JSON belongs to one run)")
+    if saved_key != key:
+        differs = sorted(name for name in key if not isinstance(saved_key, dict)
+                         or saved_key.get(name) != key[name])
+        log(f"{out_json}: its {len(saved['rows'])} row(s) were scored with other "
+            f"{', '.join(differs)}; scoring again")
+        return {}
+    return {os.path.basename(row["checkpoint"]): row for row in saved["rows"]}
+
+
 def learning_curve(run_dir: str, folders: Mapping[str, Folder], config: AdaptationConfig,
                    steps: Sequence[int] = (1, 10), every: int = 1, limit: int = 0, out_json: str = None,
                    log: Callable[[str], None] = print) -> List[Dict]:
     """Score every ``every``-th checkpoint of ``run_dir`` (and always the last); rows ``{step, checkpoint,
-    scores}``. With ``out_json``, rows already there are reused (also those of checkpoints deleted since)
-    and the file is updated after each row."""
-    loaded = {name: load_folder(folder, config.scale, limit) for name, folder in folders.items()}
+    scores}``.
+
+    With ``out_json``, the file (``{"run", "key", "steps", "rows"}``) is rewritten atomically after
+    each row; rows already in it are reused, also those of checkpoints deleted since, only when its
+    ``key`` (``curve_key``: run, folders with their paths, steps, limit, settings) equals this call's:
+    with other folders or steps every checkpoint is scored again, and a file of another run is refused
+    (``reusable_rows``).  Its folder is checked writable before any scoring.
+    """
+    key = curve_key(run_dir, folders, config, steps, limit)
     done = {}
-    if out_json and os.path.exists(out_json):
-        with open(out_json) as f:
-            done = {row["checkpoint"]: row for row in json.load(f)["rows"]}
+    if out_json:
+        atomic.check_output_file(out_json, "curve JSON")
+        done = reusable_rows(_read_curve(out_json), key, out_json, log)
     checkpoints = run_checkpoints(run_dir)
+    loaded = {name: load_folder(folder, config.scale, limit) for name, folder in folders.items()}
     chosen = checkpoints[::every] + ([checkpoints[-1]] if (len(checkpoints) - 1) % every else [])
     # rows of checkpoints the run has since deleted (it keeps a bounded number) stay in the curve
-    present = {prefix for _, prefix in checkpoints}
-    rows = sorted((row for prefix, row in done.items() if prefix not in present), key=lambda row: row["step"])
+    present = {os.path.basename(prefix) for _, prefix in checkpoints}
+    rows = sorted((row for name, row in done.items() if name not in present), key=lambda row: row["step"])
     for step, prefix in chosen:
-        row = done.get(prefix) or {"step": step, "checkpoint": prefix,
-                                   "scores": score_checkpoint(prefix, loaded, config, steps)}
+        row = done.get(os.path.basename(prefix)) or {
+            "step": step, "checkpoint": prefix, "scores": score_checkpoint(prefix, loaded, config, steps)}
         rows.append(row)
         log(f"step {step}: " + "; ".join(f"{name} " + ", ".join(f"{k} {v:.3f}" for k, v in s.items())
                                           for name, s in row["scores"].items()))
         if out_json:
-            os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
-            with open(out_json, "w") as f:
-                json.dump({"run": run_dir, "steps": list(steps), "rows": rows}, f, indent=1)
+            atomic.write_json(out_json, {"run": run_dir, "key": key, "steps": list(steps), "rows": rows},
+                              indent=1)
     return rows
 
 

@@ -24,7 +24,8 @@ from typing import Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf.imresize import DS_METHODS, imresize, tf_imresize
+from mzsr_tf.config import DS_METHODS
+from mzsr_tf.imresize import imresize, tf_imresize
 
 CUBIC = "cubic"
 
@@ -135,7 +136,11 @@ def back_projection(sr: np.ndarray, lr: np.ndarray, down_kernel, up_kernel, scal
 
 
 def tf_back_projection(sr, lr, down_kernel, up_kernel: str, scale: float, ds_method: str = "direct"):
-    """TensorFlow :func:`back_projection`: ``sr`` and ``lr`` float ``[H, W, C]`` or ``[N, H, W, C]``."""
+    """TensorFlow :func:`back_projection`: ``sr`` and ``lr`` float ``[H, W, C]`` or ``[N, H, W, C]``.
+
+    Public API for graph code (batched, on GPU, differentiable); the meta-test itself uses the numpy
+    :func:`back_projection`, the reference's exact arithmetic.
+    """
     scale = _check_scale(scale)
     sr = tf.convert_to_tensor(sr)
     lr = tf.convert_to_tensor(lr)

@@ -1,7 +1,9 @@
 """Benchmark tables: MZSR after n steps beside bicubic interpolation and a ZSSR-like baseline.
 
 A *cell* is one paper kernel (``mzsr_tf.testsets``) on one image set of a test set made by
-``make_testset``.  For every image of every cell, ``evaluate``:
+``make_testset``; each input's blur kernel comes from the cell's ``KernelSource``
+(``testset_kernel_source``: the kernel folder's one ``kernel.mat``, or one ``<image stem>.mat`` per
+image).  For every image of every cell, ``evaluate``:
 
 * adapts the network once for ``max(steps)`` steps and reads the SR image after each requested step
   count (``MetaTester.adapt_at_steps``, identical to separate meta-test runs); ``MZSR (0)`` is the
@@ -21,13 +23,18 @@ preset (test-time learning-rate schedule, subsampling) is the one the kernel nam
 ``write_results`` writes ``results.json`` (every image and every cell), ``results.csv`` (one row per
 cell and method), ``results.md`` (the paper's layout, with the paper's numbers beside ours) and the
 figures of ``mzsr_tf.plots``.
+
+The parts of a run: ``find_cells`` and ``check_cells`` (what to evaluate, checked before any work),
+``load_runners`` (one network per checkpoint, a ``MetaTester`` and ZSSR baseline per preset),
+``evaluate_image`` (every method on one image, scored), ``ProgressLog`` (a line per image with an
+ETA), ``summarize`` (per-cell means beside ``testsets.PAPER_RESULTS``); ``evaluate`` runs them in turn.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import datetime
-import json
+import io
 import os
 import platform
 import time
@@ -36,52 +43,17 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf import metrics
-from mzsr_tf.adaptation import MetaTester, sgd_loop
+from mzsr_tf import atomic, metrics
+from mzsr_tf.adaptation import sgd_loop
 from mzsr_tf.config import AdaptationConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
-from mzsr_tf.kernels import load_kernel
-from mzsr_tf.meta_test import check_kernel_fits, paired_paths, read_pair
+from mzsr_tf.kernels import ImageKernel, KernelSource
+from mzsr_tf.meta_test import MetaTester, check_kernel_fits, paired_paths, read_pair
 from mzsr_tf.model import forward
-from mzsr_tf.testsets import KERNEL_FILE, PAPER_KERNELS, PaperKernel, get_kernel
+from mzsr_tf.testsets import KERNEL_FILE, PAPER_KERNELS, PAPER_RESULTS, PaperKernel, get_kernel
 
 BASELINES = ("bicubic", "zssr")
-
-# The paper's Table 2 (x2; its "Bicubic" is interpolation, "ZSSR" Shocher et al.'s method) and its
-# x4 table (the reference README's figure/resultx4.png): (PSNR, SSIM) by (kernel, set, column).
-PAPER_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, float]]] = {
-    ("g02", "Set5"): {"bicubic": (30.24, 0.8976), "zssr": (34.29, 0.9373),
-                      "mzsr_1": (33.14, 0.9277), "mzsr_10": (33.74, 0.9301)},
-    ("g02", "BSD100"): {"bicubic": (27.45, 0.7992), "zssr": (29.35, 0.8465),
-                        "mzsr_1": (28.74, 0.8389), "mzsr_10": (29.03, 0.8415)},
-    ("g02", "Urban100"): {"bicubic": (24.70, 0.7958), "zssr": (28.13, 0.8788),
-                          "mzsr_1": (26.24, 0.8394), "mzsr_10": (26.60, 0.8439)},
-    ("g20", "Set5"): {"bicubic": (28.73, 0.8449), "zssr": (34.90, 0.9397),
-                      "mzsr_1": (35.20, 0.9398), "mzsr_10": (36.05, 0.9439)},
-    ("g20", "BSD100"): {"bicubic": (26.51, 0.7157), "zssr": (30.57, 0.8712),
-                        "mzsr_1": (30.58, 0.8627), "mzsr_10": (31.09, 0.8739)},
-    ("g20", "Urban100"): {"bicubic": (23.70, 0.7109), "zssr": (27.86, 0.8582),
-                          "mzsr_1": (28.23, 0.8657), "mzsr_10": (29.19, 0.8838)},
-    ("gani", "Set5"): {"bicubic": (28.15, 0.8265), "zssr": (33.96, 0.9307),
-                       "mzsr_1": (34.05, 0.9271), "mzsr_10": (34.78, 0.9323)},
-    ("gani", "BSD100"): {"bicubic": (26.00, 0.6891), "zssr": (29.72, 0.8479),
-                         "mzsr_1": (28.82, 0.8013), "mzsr_10": (29.54, 0.8297)},
-    ("gani", "Urban100"): {"bicubic": (23.13, 0.6796), "zssr": (27.03, 0.8335),
-                           "mzsr_1": (26.51, 0.8126), "mzsr_10": (27.34, 0.8369)},
-    ("b13", "Set5"): {"bicubic": (30.54, 0.8773), "zssr": (35.24, 0.9434),
-                      "mzsr_1": (35.18, 0.9430), "mzsr_10": (36.64, 0.9498)},
-    ("b13", "BSD100"): {"bicubic": (27.49, 0.7546), "zssr": (30.74, 0.8743),
-                        "mzsr_1": (29.02, 0.8544), "mzsr_10": (31.25, 0.8818)},
-    ("b13", "Urban100"): {"bicubic": (24.74, 0.7527), "zssr": (28.30, 0.8693),
-                          "mzsr_1": (28.27, 0.8771), "mzsr_10": (29.83, 0.8965)},
-    ("g20x4", "Set5"): {"bicubic": (24.74, 0.7321), "zssr": (27.39, 0.7685),
-                        "mzsr_1": (30.20, 0.8655), "mzsr_10": (30.50, 0.8704)},
-    ("g20x4", "BSD100"): {"bicubic": (24.01, 0.5998), "zssr": (25.89, 0.6776),
-                          "mzsr_1": (26.73, 0.7138), "mzsr_10": (26.89, 0.7168)},
-    ("g20x4", "Urban100"): {"bicubic": (21.16, 0.5811), "zssr": (23.53, 0.6822),
-                            "mzsr_1": (24.36, 0.7333), "mzsr_10": (24.65, 0.7394)},
-}
 
 
 class EvaluationError(ValueError):
@@ -104,13 +76,30 @@ class ZSSRConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One paper kernel on one image set of a test set: where its inputs, GT and kernel file are."""
+    """One paper kernel on one image set of a test set: where its inputs and GT are, and where each
+    input's blur kernel comes from.
 
-    kernel: PaperKernel
+    ``paper_kernel`` sets the scale, the subsampling and the preset; ``kernel_source.kernel_for(lr_path)``
+    gives the blur kernel of one input (``testset_kernel_source``).
+    """
+
+    paper_kernel: PaperKernel
     set_name: str
     input_dir: str
     gt_dir: str
-    kernel_path: str
+    kernel_source: KernelSource
+
+
+def testset_kernel_source(kernel_dir: str) -> KernelSource:
+    """The blur kernels of a test set's kernel folder ``Input/<kernel>/``: its ``kernel.mat`` for every
+    image (what ``make_testset`` writes), else one ``<image stem>.mat`` per image (e.g. estimated
+    kernels; ``KernelSource.from_folder``).  A folder with no ``.mat`` file is an ``EvaluationError``."""
+    shared = os.path.join(kernel_dir, KERNEL_FILE)
+    if os.path.isfile(shared):
+        return KernelSource.from_file(shared)
+    if not any(name.endswith(".mat") for name in os.listdir(kernel_dir)):
+        raise EvaluationError(f"kernel file {shared} is missing")
+    return KernelSource.from_folder(kernel_dir)
 
 
 def column_key(method: str, steps: Optional[int] = None) -> str:
@@ -153,7 +142,8 @@ def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
 
     Without ``kernel_names``/``set_names`` every kernel folder and set found is used.  An unknown
     kernel name, a kernel or set absent from the test set, a missing GT folder or kernel file is an
-    ``EvaluationError``/``TestSetError`` naming it and listing what exists.
+    ``EvaluationError``/``TestSetError`` naming it and listing what exists (an unreadable
+    ``kernel.mat`` a ``KernelError``).  Each cell's kernels: ``testset_kernel_source``.
     """
     input_root = os.path.join(testset_dir, "Input")
     if not os.path.isdir(testset_dir):
@@ -183,15 +173,12 @@ def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
                                   + (", ".join(sets_here) or "(none)"))
         if not wanted:
             raise EvaluationError(f"{kernel_dir} holds no image sets")
-        kernel_path = os.path.join(kernel_dir, KERNEL_FILE)
-        if not os.path.isfile(kernel_path):
-            raise EvaluationError(f"kernel file {kernel_path} is missing")
+        kernel_source = testset_kernel_source(kernel_dir)
         for set_name in wanted:
             gt_dir = os.path.join(testset_dir, paper_kernel.gt_folder, set_name)
             if not os.path.isdir(gt_dir):
                 raise EvaluationError(f"GT folder {gt_dir} for {paper_kernel.name}/{set_name} does not exist")
-            cells.append(Cell(paper_kernel, set_name, os.path.join(kernel_dir, set_name), gt_dir,
-                              kernel_path))
+            cells.append(Cell(paper_kernel, set_name, os.path.join(kernel_dir, set_name), gt_dir, kernel_source))
     return cells
 
 
@@ -199,20 +186,25 @@ def _image_pairs(cell: Cell) -> List[Tuple[str, str]]:
     return paired_paths(cell.input_dir, cell.gt_dir, EvaluationError)
 
 
-def _read_pair(cell: Cell, lr_path: str, gt_path: str, kernel: np.ndarray):
-    lr, gt = read_pair(lr_path, gt_path, cell.kernel.scale)
-    check_kernel_fits(kernel, cell.kernel_path, lr_path, lr.shape, EvaluationError)
+def _read_pair(cell: Cell, lr_path: str, gt_path: str, image_kernel: ImageKernel):
+    lr, gt = read_pair(lr_path, gt_path, cell.paper_kernel.scale)
+    check_kernel_fits(image_kernel.kernel, image_kernel.origin, lr_path, lr.shape, EvaluationError)
     return lr, gt
 
 
-def check_cells(cells: Sequence[Cell]) -> Dict[str, np.ndarray]:
-    """Read every kernel and image pair once (sizes, pairing) before any work; returns the kernels."""
-    kernels = {}
+def check_cells(cells: Sequence[Cell]) -> Dict[str, ImageKernel]:
+    """Read every kernel and image pair once (sizes, pairing) before any work.
+
+    Returns each input's blur kernel by its path: float32 ``[k, k]`` summing to 1, and the file it
+    came from.
+    """
+    image_kernels = {}
     for cell in cells:
-        kernels[cell.kernel_path] = load_kernel(cell.kernel_path).astype(np.float32)
         for lr_path, gt_path in _image_pairs(cell):
-            _read_pair(cell, lr_path, gt_path, kernels[cell.kernel_path])
-    return kernels
+            kernel, origin = cell.kernel_source.kernel_for(lr_path)
+            image_kernels[lr_path] = ImageKernel(kernel.astype(np.float32), origin)
+            _read_pair(cell, lr_path, gt_path, image_kernels[lr_path])
+    return image_kernels
 
 
 def zssr_should_stop(son_losses: np.ndarray, config: ZSSRConfig) -> bool:
@@ -308,6 +300,151 @@ def _format_duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+# --------------------------------------------------------------------------- evaluation
+
+
+def table_columns(steps: Sequence[int], baselines: Sequence[str]) -> List[str]:
+    """The column keys in table order: the baselines as given, then ``mzsr_<n>`` for each step count."""
+    return [column_key(b) for b in baselines] + [column_key("mzsr", n) for n in steps]
+
+
+@dataclasses.dataclass
+class PresetRunners:
+    """What runs the methods on the images of one preset.
+
+    ``tester`` adapts for the largest step count; ``zssr`` is None when that baseline is not asked
+    for; ``checkpoint`` is the prefix the weights were read from (``checkpoints.load_weights``).
+    """
+
+    tester: MetaTester
+    zssr: Optional[ZSSRBaseline]
+    checkpoint: str
+
+
+def load_runners(checkpoints: Mapping[str, str], presets: Sequence[str], max_steps: int,
+                 zssr: Optional[ZSSRConfig]) -> Dict[str, PresetRunners]:
+    """The runners of each preset, with the weights of ``checkpoints[preset]``.
+
+    Presets given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
+    baseline.  A checkpoint that does not load raises ``CheckpointError``.
+    """
+    from mzsr_tf.checkpoints import load_weights
+    from mzsr_tf.model import MZSRNet
+
+    networks: Dict[str, Tuple[MZSRNet, str]] = {}  # checkpoint path -> (network, prefix read)
+    runners = {}
+    for preset_name in presets:
+        path = checkpoints[preset_name]
+        if path not in networks:
+            model = MZSRNet()
+            networks[path] = (model, load_weights(model, path))
+        model, prefix = networks[path]
+        config = get_preset(preset_name).adaptation_config(num_steps=max_steps)
+        runners[preset_name] = PresetRunners(
+            tester=MetaTester(model.trainable_variables, config),
+            zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
+            checkpoint=prefix)
+    return runners
+
+
+@dataclasses.dataclass
+class MethodOutput:
+    """One column on one image: the SR image (float HWC in [0, 1], the GT's shape), the seconds it
+    took, and extra fields for the image record (e.g. ``steps``)."""
+
+    sr: np.ndarray
+    seconds: float
+    extra: Dict
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """One image evaluated: its ``results.json`` record, its LR input and modcropped GT (float32 HWC in
+    [0, 1]) and every column's output."""
+
+    record: Dict
+    lr: np.ndarray
+    gt: np.ndarray
+    outputs: Dict[str, MethodOutput]
+
+
+def evaluate_image(runners: PresetRunners, cell: Cell, index: int, lr_path: str, gt_path: str,
+                   image_kernel: ImageKernel, steps: Sequence[int], baselines: Sequence[str]) -> ImageResult:
+    """Every method on one image of ``cell`` (blurred by ``image_kernel``, float32 ``[k, k]``), scored.
+
+    ``index`` is the image's place in its cell; it seeds the son's noise as ``meta_test.run_folder``
+    does.  The record holds the image's names and paths, the MZSR run's wall and CPU seconds and son
+    losses, and for each column (``table_columns``) PSNR, SSIM, seconds and the method's extra fields.
+    """
+    scale = cell.paper_kernel.scale
+    lr, gt = _read_pair(cell, lr_path, gt_path, image_kernel)
+    kernel = image_kernel.kernel
+    outputs: Dict[str, MethodOutput] = {}
+    if "bicubic" in baselines:
+        start = time.perf_counter()
+        sr = bicubic_upscale(lr, scale, gt.shape[:2])
+        outputs["bicubic"] = MethodOutput(sr, time.perf_counter() - start, {})
+    if "zssr" in baselines:
+        zssr = runners.zssr.run(lr, kernel, gt.shape[:2])
+        outputs["zssr"] = MethodOutput(zssr.sr, zssr.seconds,
+                                       {"steps": zssr.steps, "final_son_loss": float(zssr.son_losses[-1])})
+    cpu_start = time.process_time()  # CPU seconds of all threads: robust to other jobs on the machine
+    run = runners.tester.adapt_at_steps(lr, kernel, steps, output_shape=gt.shape[:2], seed=(index, 0))
+    run_cpu_seconds = time.process_time() - cpu_start
+    for n in steps:
+        outputs[column_key("mzsr", n)] = MethodOutput(run.srs[n], run.seconds, {"steps": n})
+    record = {"kernel": cell.paper_kernel.name, "set": cell.set_name,
+              "image": os.path.splitext(os.path.basename(lr_path))[0], "input": lr_path, "gt": gt_path,
+              "kernel_file": image_kernel.origin,
+              "mzsr_run_seconds": run.seconds, "mzsr_run_cpu_seconds": run_cpu_seconds,
+              "mzsr_run_steps": max(steps), "son_losses": [float(x) for x in run.son_losses], "columns": {}}
+    for key in table_columns(steps, baselines):
+        output = outputs[key]
+        record["columns"][key] = {**_score(output.sr, gt, scale), "seconds": output.seconds, **output.extra}
+    return ImageResult(record, lr, gt, outputs)
+
+
+def figure_item(result: ImageResult) -> Dict:
+    """What ``plots.plot_crops`` draws of one image: names, LR, GT, uint8 outputs and PSNR by column."""
+    record = result.record
+    return {"kernel": record["kernel"], "set": record["set"], "image": record["image"],
+            "lr": result.lr, "gt": result.gt,
+            "outputs": {key: metrics.to_uint8(result.outputs[key].sr) for key in record["columns"]},
+            "scores": {key: value["psnr"] for key, value in record["columns"].items()}}
+
+
+class ProgressLog:
+    """One line per image evaluated: its PSNR per column, the MZSR run's seconds, the time elapsed
+    since the log was made and an ETA (elapsed time per image so far times the images left)."""
+
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total = total
+        self.log = log
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def image_done(self, record: Mapping) -> None:
+        """Log the line of one more image (``record`` as ``evaluate_image`` makes it)."""
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        scores = ", ".join(f"{column_title(key)} {value['psnr']:.2f}" for key, value in record["columns"].items())
+        self.log(f"[{self.done:{len(str(self.total))}d}/{self.total}] {record['kernel']} {record['set']} "
+                 f"{record['image']}: {scores} dB | {record['mzsr_run_seconds']:.1f} s | elapsed "
+                 f"{_format_duration(elapsed)}, ETA {_format_duration(eta)}")
+
+
+def _presets_with_checkpoints(cells: Sequence[Cell], checkpoints: Mapping[str, str]) -> List[str]:
+    """The sorted presets the cells need; each must have a checkpoint."""
+    if not cells:
+        raise EvaluationError("nothing to evaluate: no cells")
+    presets = sorted({cell.paper_kernel.preset for cell in cells})
+    missing = [p for p in presets if p not in checkpoints]
+    if missing:
+        raise EvaluationError(f"no checkpoint given for preset(s) {', '.join(missing)}")
+    return presets
+
+
 def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Sequence[int] = (0, 1, 10),
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
@@ -317,99 +454,52 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
     Args:
       cells: from ``find_cells``.
       checkpoints: checkpoint path (TF1/TF2 prefix or folder) for each preset the cells' kernels
-        name (``cells[i].kernel.preset``), e.g. ``{"direct_x2": ".../Pretrained/Pretrained"}``.
+        name (``cells[i].paper_kernel.preset``), e.g. ``{"direct_x2": ".../Pretrained/Pretrained"}``.
       steps: MZSR step counts (0 = the network before adaptation).
       baselines: any of ``bicubic``, ``zssr``.
       zssr: the ZSSR baseline's budget.
       figure_images: image names (file stems) kept for the crop figures; by default the first image
         of each cell.
-      log: where progress lines go.
+      log: where progress lines go (``ProgressLog``).
 
     Returns:
       A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
       ``images`` (per image and column), run information, and ``figures`` data (kept images).
-    """
-    from mzsr_tf.checkpoints import load_weights
-    from mzsr_tf.model import MZSRNet
 
+    Example::
+
+        cells = find_cells("dataset/testsets/benchmark", ["g20"], ["Set5"])
+        results = evaluate(cells, {"direct_x2": "checkpoints/direct_x2"}, steps=[0, 1, 10])
+        write_results(results, "results/eval_g20")
+    """
     steps = check_steps(steps)
     baselines = check_baselines(baselines)
-    if not cells:
-        raise EvaluationError("nothing to evaluate: no cells")
-    presets = sorted({cell.kernel.preset for cell in cells})
-    missing = [p for p in presets if p not in checkpoints]
-    if missing:
-        raise EvaluationError(f"no checkpoint given for preset(s) {', '.join(missing)}")
-
-    models, loaded_from = {}, {}  # by checkpoint path: presets sharing a checkpoint share the model
-    testers, zssr_runners, loaded = {}, {}, {}
-    for preset_name in presets:
-        path = checkpoints[preset_name]
-        if path not in models:
-            models[path] = MZSRNet()
-            loaded_from[path] = load_weights(models[path], path)
-        model, loaded[preset_name] = models[path], loaded_from[path]
-        config = get_preset(preset_name).adaptation_config(num_steps=max(steps))
-        testers[preset_name] = MetaTester(model.trainable_variables, config)
-        if "zssr" in baselines:
-            zssr_runners[preset_name] = ZSSRBaseline(model.trainable_variables, config, zssr)
-
-    kernels = check_cells(cells)
-    columns = ([column_key("bicubic")] if "bicubic" in baselines else []) \
-        + ([column_key("zssr")] if "zssr" in baselines else []) + [column_key("mzsr", n) for n in steps]
+    presets = _presets_with_checkpoints(cells, checkpoints)
+    runners = load_runners(checkpoints, presets, max(steps), zssr if "zssr" in baselines else None)
+    image_kernels = check_cells(cells)
+    columns = table_columns(steps, baselines)
     work = [(cell, index, pair) for cell in cells for index, pair in enumerate(_image_pairs(cell))]
     image_records, kept = [], []
-    start, cpu_start_total = time.perf_counter(), time.process_time()
-    for done, (cell, index, (lr_path, gt_path)) in enumerate(work, 1):
-        name = os.path.splitext(os.path.basename(lr_path))[0]
-        kernel = kernels[cell.kernel_path]
-        lr, gt = _read_pair(cell, lr_path, gt_path, kernel)
-        outputs: Dict[str, Tuple[np.ndarray, float, Dict]] = {}
-        if "bicubic" in baselines:
-            t0 = time.perf_counter()
-            outputs["bicubic"] = (bicubic_upscale(lr, cell.kernel.scale, gt.shape[:2]),
-                                  time.perf_counter() - t0, {})
-        if "zssr" in baselines:
-            result = zssr_runners[cell.kernel.preset].run(lr, kernel, gt.shape[:2])
-            outputs["zssr"] = (result.sr, result.seconds,
-                               {"steps": result.steps, "final_son_loss": float(result.son_losses[-1])})
-        cpu_start = time.process_time()  # CPU seconds of all threads: robust to other jobs on the machine
-        run = testers[cell.kernel.preset].adapt_at_steps(lr, kernel, steps, output_shape=gt.shape[:2],
-                                                         seed=(index, 0))
-        run_cpu_seconds = time.process_time() - cpu_start
-        for n in steps:
-            outputs[column_key("mzsr", n)] = (run.srs[n], run.seconds, {"steps": n})
-        record = {"kernel": cell.kernel.name, "set": cell.set_name, "image": name, "input": lr_path,
-                  "gt": gt_path, "mzsr_run_seconds": run.seconds, "mzsr_run_cpu_seconds": run_cpu_seconds,
-                  "mzsr_run_steps": max(steps),
-                  "son_losses": [float(x) for x in run.son_losses], "columns": {}}
-        for key in columns:
-            sr, seconds, extra = outputs[key]
-            record["columns"][key] = {**_score(sr, gt, cell.kernel.scale), "seconds": seconds, **extra}
-        image_records.append(record)
-        if (name in figure_images) if figure_images else index == 0:
-            kept.append({"kernel": cell.kernel.name, "set": cell.set_name, "image": name, "lr": lr, "gt": gt,
-                         "outputs": {key: metrics.to_uint8(outputs[key][0]) for key in columns},
-                         "scores": {key: record["columns"][key]["psnr"] for key in columns}})
-        elapsed = time.perf_counter() - start
-        scores = ", ".join(f"{column_title(k)} {record['columns'][k]['psnr']:.2f}" for k in columns)
-        log(f"[{done:{len(str(len(work)))}d}/{len(work)}] {cell.kernel.name} {cell.set_name} {name}: {scores} dB"
-            f" | {run.seconds:.1f} s | elapsed {_format_duration(elapsed)},"
-            f" ETA {_format_duration(elapsed / done * (len(work) - done))}")
-
-    seconds_total = time.perf_counter() - start
-    cpu_seconds_total = time.process_time() - cpu_start_total
+    progress = ProgressLog(len(work), log)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for cell, index, (lr_path, gt_path) in work:
+        result = evaluate_image(runners[cell.paper_kernel.preset], cell, index, lr_path, gt_path,
+                                image_kernels[lr_path], steps, baselines)
+        image_records.append(result.record)
+        if (result.record["image"] in figure_images) if figure_images else index == 0:
+            kept.append(figure_item(result))
+        progress.image_done(result.record)
     return {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "checkpoints": loaded,
+        "checkpoints": {preset_name: runner.checkpoint for preset_name, runner in runners.items()},
         "steps": list(steps),
         "baselines": list(baselines),
         "zssr": dataclasses.asdict(zssr) if "zssr" in baselines else None,
         "columns": columns,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "tensorflow": tf.__version__},
-        "seconds_total": seconds_total,
-        "cpu_seconds_total": cpu_seconds_total,
+        "seconds_total": time.perf_counter() - start,
+        "cpu_seconds_total": time.process_time() - cpu_start,
         "cells": summarize(cells, image_records, columns),
         "images": image_records,
         "figures": kept,
@@ -420,10 +510,11 @@ def summarize(cells: Sequence[Cell], image_records: Sequence[Mapping], columns: 
     """Per cell and column: mean PSNR, SSIM and seconds per image, and the paper's numbers if any."""
     summary = []
     for cell in cells:
-        records = [r for r in image_records if r["kernel"] == cell.kernel.name and r["set"] == cell.set_name]
-        paper = PAPER_RESULTS.get((cell.kernel.name, cell.set_name), {})
-        entry = {"kernel": cell.kernel.name, "paper_kernel": cell.kernel.paper_name, "set": cell.set_name,
-                 "preset": cell.kernel.preset, "images": len(records),
+        paper_kernel = cell.paper_kernel
+        records = [r for r in image_records if r["kernel"] == paper_kernel.name and r["set"] == cell.set_name]
+        paper = PAPER_RESULTS.get((paper_kernel.name, cell.set_name), {})
+        entry = {"kernel": paper_kernel.name, "paper_kernel": paper_kernel.paper_name, "set": cell.set_name,
+                 "preset": paper_kernel.preset, "images": len(records),
                  "mzsr_run_seconds_per_image": float(np.mean([r["mzsr_run_seconds"] for r in records])),
                  "mzsr_run_cpu_seconds_per_image": float(np.mean([r["mzsr_run_cpu_seconds"] for r in records])),
                  "columns": {}, "paper": {k: {"psnr": v[0], "ssim": v[1]} for k, v in paper.items()}}
@@ -499,29 +590,31 @@ def markdown_report(results: Mapping, command: Optional[str] = None, testsets: O
 
 def write_results(results: Mapping, out_dir: str, command: Optional[str] = None,
                   testsets: Optional[str] = None) -> Dict[str, str]:
-    """Write ``results.json``, ``results.csv``, ``results.md`` and the figures; returns their paths."""
+    """Write ``results.json``, ``results.csv``, ``results.md`` and the figures; returns their paths.
+
+    Each file is written atomically (``mzsr_tf.atomic``): a failure (a full disk) is an
+    ``atomic.WriteError`` naming the file and leaves the files written before it complete.
+    """
     from mzsr_tf import plots
 
-    os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.csv", "results.md")}
     serialisable = {k: v for k, v in results.items() if k != "figures"}
     serialisable.update(command=command, testsets=testsets)
-    with open(paths["results.json"], "w") as f:
-        json.dump(serialisable, f, indent=2)
-    with open(paths["results.csv"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["kernel", "paper_kernel", "set", "method", "steps", "images", "psnr", "ssim",
-                         "seconds_per_image", "paper_psnr", "paper_ssim"])
-        for cell in results["cells"]:
-            for key, value in cell["columns"].items():
-                method, _, n = key.partition("_")
-                paper = cell["paper"].get(key, {})
-                writer.writerow([cell["kernel"], cell["paper_kernel"], cell["set"], method,
-                                 n if n else (f"{value['steps']:.0f}" if "steps" in value else ""),
-                                 cell["images"], f"{value['psnr']:.4f}", f"{value['ssim']:.4f}",
-                                 f"{value['seconds']:.4f}", paper.get("psnr", ""), paper.get("ssim", "")])
-    with open(paths["results.md"], "w") as f:
-        f.write(markdown_report(results, command=command, testsets=testsets))
+    atomic.write_json(paths["results.json"], serialisable)
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["kernel", "paper_kernel", "set", "method", "steps", "images", "psnr", "ssim",
+                     "seconds_per_image", "paper_psnr", "paper_ssim"])
+    for cell in results["cells"]:
+        for key, value in cell["columns"].items():
+            method, _, n = key.partition("_")
+            paper = cell["paper"].get(key, {})
+            writer.writerow([cell["kernel"], cell["paper_kernel"], cell["set"], method,
+                             n if n else (f"{value['steps']:.0f}" if "steps" in value else ""),
+                             cell["images"], f"{value['psnr']:.4f}", f"{value['ssim']:.4f}",
+                             f"{value['seconds']:.4f}", paper.get("psnr", ""), paper.get("ssim", "")])
+    atomic.write_text(paths["results.csv"], table.getvalue())
+    atomic.write_text(paths["results.md"], markdown_report(results, command=command, testsets=testsets))
     figures_dir = os.path.join(out_dir, "figures")
     paths["psnr_vs_steps"] = plots.plot_psnr_vs_steps(results["cells"], results["steps"],
                                                        os.path.join(figures_dir, "psnr_vs_steps.png"))

@@ -36,7 +36,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-DS_METHODS = ("direct", "bicubic")
+from mzsr_tf.config import DS_METHODS
+
 
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 

@@ -45,6 +45,14 @@ def inner_step(forward: ForwardFn, params: Sequence[tf.Tensor], inputs: tf.Tenso
         afterwards. Under ``mixed_float16`` the backward pass runs in float16, where the per-pixel
         gradients of a mean L1 loss (~1/N) would underflow; a static scale of e.g. 1024 keeps them
         representable. The result is mathematically unchanged; use 1.0 in float32.
+
+    Example::
+
+        model = MZSRNet()
+        params = model.trainable_variables                     # read, never written
+        for rate in (0.02, 0.01):                              # two steps on one image pair
+            params, loss = inner_step(forward, params, ilr, hr, rate)
+        sr = forward(params, ilr)                              # ilr, hr, sr: [1, H, W, 3] in [0, 1]
     """
     # Keras 3 variables are not tf.Variables: read them as tensors (an enclosing tape still sees the read)
     params = [p if isinstance(p, tf.Variable) else tf.convert_to_tensor(p) for p in params]
@@ -81,3 +89,14 @@ def loss_weights(step, inner_steps: int = 5, anneal_steps: float = 10000 / 3,
     early = tf.maximum(1.0 / k - step * decay_rate, min_value) * tf.ones([inner_steps - 1])
     last = tf.minimum(1.0 / k + step * (k - 1.0) * decay_rate, 1.0 - (k - 1.0) * min_value)
     return tf.concat([early, tf.reshape(last, [1])], axis=0)
+
+
+INNER_LOSS_SCALE_FLOAT16 = 1024.0
+"""Static loss scale of the inner steps under ``mixed_float16``: the per-pixel gradients of a mean L1
+loss (~1e-5) are subnormal in float16; scaling the loss by 1024 before differentiating (and the
+gradients back after) keeps them representable without changing the update."""
+
+
+def inner_loss_scale(precision: str) -> float:
+    """The static loss scale of the inner steps for a precision (``config.PRECISIONS``)."""
+    return INNER_LOSS_SCALE_FLOAT16 if precision == "mixed_float16" else 1.0

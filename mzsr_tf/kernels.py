@@ -13,17 +13,28 @@ The random task kernel of meta-training (the reference's ``generate_kernel``) dr
 ``theta ~ U[0, pi)``, ``l1 = 1 + (k1 - 1) u1``, ``l2 = 1 + (l1 - 1) u2`` with ``u1, u2 ~ U[0, 1)``;
 the reference calls it with ``k1 = 2.5 * scale`` and ``ksize = 15``.  Randomness is passed in: a
 ``np.random.Generator`` (:func:`generate_kernel`) or a TF stateless seed (:func:`tf_random_kernel`).
+
+The meta-test takes each input's kernel from a :class:`KernelSource`: one kernel file for every
+image, none (bicubic degradation), a folder holding ``<image stem>.mat`` per image, or any function
+of the image (a kernel estimator).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from typing import Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
+from mzsr_tf.degradation import CUBIC
+
 KERNEL_KEY = "kernel"
+SUM_TOLERANCE = 1e-3
+"""How far from 1 a blur kernel's sum may be (a kernel read from a file is float32, or rounded)."""
+NEGATIVE_TOLERANCE = 1e-3
+"""How negative an entry may be, relative to the largest (rounding noise of an estimated kernel)."""
 
 
 class KernelError(ValueError):
@@ -137,10 +148,16 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
     return tf_anisotropic_gaussian(ksize, theta, l1, l2, dtype=tf.float32)
 
 
-def check_kernel(kernel, source: str = "kernel") -> np.ndarray:
-    """Validate a blur kernel: a finite 2-D real array with a positive sum; returns it as float64.
+def check_kernel(kernel, source: str = "kernel", normalize: bool = False) -> np.ndarray:
+    """Validate a blur kernel: a finite 2-D real array of non-negative weights summing to 1; returns
+    it as float64.
 
-    ``source`` names where it came from (a file path) in the :class:`KernelError` message.
+    A blur kernel is a weighted average of pixels, so it keeps the image's brightness: a sum further
+    than ``SUM_TOLERANCE`` from 1 (e.g. a kernel saved unnormalised, or ten times a kernel) is a
+    :class:`KernelError` saying the sum, unless ``normalize``, which divides the kernel by its sum
+    (``--normalize-kernel``).  Negative entries are refused (whether or not ``normalize``), except
+    rounding noise down to ``-NEGATIVE_TOLERANCE`` times the largest entry, kept as it is.
+    ``source`` names where the kernel came from (a file path) in the messages.
     """
     array = np.asarray(kernel)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -153,6 +170,15 @@ def check_kernel(kernel, source: str = "kernel") -> np.ndarray:
     total = float(array.sum())
     if not total > 0:
         raise KernelError(f"{source}: kernel must have a positive sum, got sum {total:g}")
+    smallest, largest = float(array.min()), float(array.max())
+    if smallest < -NEGATIVE_TOLERANCE * largest:
+        raise KernelError(f"{source}: kernel has negative entries (smallest {smallest:.4g}, largest "
+                          f"{largest:.4g}); a blur kernel is a weighted average of pixels")
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        if not normalize:
+            raise KernelError(f"{source}: kernel sums to {total:.6g}, not 1 (a blur kernel keeps the "
+                              f"image's brightness); divide it by its sum, or pass --normalize-kernel")
+        array = array / total
     return array
 
 
@@ -167,16 +193,24 @@ def _read_mat_v73(path: str):
         return np.asarray(handle[KERNEL_KEY]).T, keys
 
 
-def load_kernel(path: Union[str, os.PathLike]) -> np.ndarray:
+def load_kernel(path: Union[str, os.PathLike], normalize: bool = False) -> np.ndarray:
     """Read a blur kernel from a ``.mat`` file (variable ``kernel``, as the reference), float64 2-D.
+
+    ``normalize``: divide it by its sum instead of refusing a sum other than 1 (:func:`check_kernel`).
 
     Raises:
       KernelError: the file is missing or unreadable, has no ``kernel`` variable (the message lists the
-        variables present), or the array is not 2-D, has non-finite values or a non-positive sum.
+        variables present), or the array is not 2-D, has non-finite values, negative entries, or a
+        sum other than 1 (without ``normalize``).
     """
+    path = os.fspath(path)
+    return check_kernel(_read_kernel(path), source=path, normalize=normalize)
+
+
+def _read_kernel(path: str):
+    """The ``kernel`` variable of a ``.mat`` file as stored, unchecked (errors: :func:`load_kernel`'s)."""
     import scipy.io
 
-    path = os.fspath(path)
     if not os.path.isfile(path):
         raise KernelError(f"{path}: kernel file not found")
     try:
@@ -190,7 +224,7 @@ def load_kernel(path: Union[str, os.PathLike]) -> np.ndarray:
     if kernel is None:
         raise KernelError(f"{path}: no variable {KERNEL_KEY!r} in the .mat file; variables present: "
                           f"{', '.join(keys) if keys else '(none)'}")
-    return check_kernel(kernel, source=path)
+    return kernel
 
 
 def save_kernel(path: Union[str, os.PathLike], kernel) -> None:
@@ -199,3 +233,101 @@ def save_kernel(path: Union[str, os.PathLike], kernel) -> None:
 
     path = os.fspath(path)
     scipy.io.savemat(path, {KERNEL_KEY: check_kernel(kernel, source=path)})
+
+
+# --------------------------------------------------------------------------- the kernel of each image
+
+class ImageKernel(NamedTuple):
+    """The blur kernel of one input image.
+
+    ``kernel``: float64 ``[k, k]`` summing to 1 (within ``SUM_TOLERANCE``), or None for bicubic
+    degradation (``'cubic'``);
+    ``origin``: where it came from, for records and messages (a ``.mat`` path, or ``'cubic'``).
+    """
+
+    kernel: Optional[np.ndarray]
+    origin: str
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSource:
+    """Where the meta-test takes each input's blur kernel from: ``kernel_for(image_path) -> ImageKernel``.
+
+    Build one with :meth:`bicubic`, :meth:`fixed`, :meth:`from_file`, :meth:`from_folder` or
+    :meth:`from_path` (the ``--kernelpath`` flag); a kernel estimator is
+    ``KernelSource(name, description, lookup)`` with its own ``lookup(image_path) -> ImageKernel``.
+    Every builder but :meth:`bicubic` takes ``normalize``: kernels whose sum is not 1 are divided by
+    their sum instead of refused (``--normalize-kernel``; :func:`check_kernel`).
+
+    Fields: ``name`` is what ``results.json`` records as the run's kernel (the file, the folder, or
+    ``'cubic'``), ``description`` one line for the log, ``lookup`` the function of the image path.
+
+    Example::
+
+        source = KernelSource.from_folder("kernels")                # kernels/<image stem>.mat
+        kernel, origin = source.kernel_for("Input/baby.png")        # reads kernels/baby.mat
+        source = KernelSource.from_path(flags.kernelpath)           # a file, a folder, or '' (bicubic)
+    """
+
+    name: str
+    description: str
+    lookup: Callable[[str], ImageKernel] = dataclasses.field(repr=False, compare=False)
+
+    def kernel_for(self, image_path: Union[str, os.PathLike]) -> ImageKernel:
+        """The blur kernel of the image at ``image_path`` (raises :class:`KernelError` if there is none)."""
+        return self.lookup(os.fspath(image_path))
+
+    @classmethod
+    def bicubic(cls) -> "KernelSource":
+        """No kernel: every son is made by bicubic (``'cubic'``) down-sampling."""
+        return cls(CUBIC, "no kernel: the son is made by bicubic ('cubic') down-sampling",
+                   lambda image_path: ImageKernel(None, CUBIC))
+
+    @classmethod
+    def fixed(cls, kernel, origin: str, normalize: bool = False) -> "KernelSource":
+        """One kernel (a 2-D array, checked) for every image; ``origin`` names it (e.g. its file)."""
+        checked = check_kernel(kernel, source=origin, normalize=normalize)
+        description = f"kernel {origin} ({checked.shape[0]}x{checked.shape[1]})"
+        if normalize:
+            description += f", normalised to sum 1 (its sum: {np.asarray(kernel, np.float64).sum():.6g})"
+        return cls(origin, description, lambda image_path: ImageKernel(checked, origin))
+
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike], normalize: bool = False) -> "KernelSource":
+        """The kernel of one ``.mat`` file for every image (read now: :func:`load_kernel`'s errors)."""
+        path = os.fspath(path)
+        return cls.fixed(_read_kernel(path), path, normalize=normalize)
+
+    @classmethod
+    def from_folder(cls, folder: Union[str, os.PathLike], normalize: bool = False) -> "KernelSource":
+        """One kernel per image: ``<folder>/<image stem>.mat`` for the image ``.../<image stem>.<ext>``.
+
+        Each file is read when its image is looked up; a missing one is a :class:`KernelError`
+        naming the image and the folder.
+        """
+        folder = os.fspath(folder)
+        if not os.path.isdir(folder):
+            raise KernelError(f"kernel folder {folder} does not exist")
+
+        def lookup(image_path: str) -> ImageKernel:
+            stem = os.path.splitext(os.path.basename(image_path))[0]
+            path = os.path.join(folder, stem + ".mat")
+            if not os.path.isfile(path):
+                raise KernelError(f"no kernel for image {image_path} in kernel folder {folder} "
+                                  f"(expected {stem}.mat)")
+            return ImageKernel(load_kernel(path, normalize=normalize), path)
+
+        description = f"kernels: one per image, {os.path.join(folder, '<image name>.mat')}"
+        if normalize:
+            description += ", each normalised to sum 1"
+        return cls(folder, description, lookup)
+
+    @classmethod
+    def from_path(cls, path: Optional[Union[str, os.PathLike]], normalize: bool = False) -> "KernelSource":
+        """``--kernelpath``: ``''``/None is :meth:`bicubic`, a folder :meth:`from_folder`, else
+        :meth:`from_file`; ``normalize`` (``--normalize-kernel``) is passed on."""
+        if not path:
+            return cls.bicubic()
+        if os.path.isdir(path):
+            return cls.from_folder(path, normalize=normalize)
+        return cls.from_file(path, normalize=normalize)

@@ -1,69 +1,226 @@
-"""The meta-test over a folder, as the reference's ``main.py`` test mode runs it.
+"""The meta-test (the paper's Algorithm 2): of one image (``MetaTester``) and of a folder (``run_folder``).
 
-``run_folder`` pairs the LR inputs with their GT images by sorted order (as the reference does, but
-checks the pairing), adapts the network afresh to each image (``mzsr_tf.adaptation``), writes
-``SAVE/NN/<name>.png`` (``NN`` = number of steps, two digits) and ``SAVE/NN/results.json``, and
-prints per-image lines and the reference's closing line
-``[*] Average PSNR ** Initial: x, Final : y``.
+For an LR image ``lr`` (float32 HWC in [0, 1]) with blur kernel ``k`` and scale ``s``:
 
-Every input is read and checked before the first adaptation, so a bad file stops the run with a
-one-line ``MetaTestError`` naming it, before anything is written.
+1. the "son" is ``degrade(lr, k, s)``: the LR image itself degraded once more (plus optional noise);
+   the son's cubic upscale to ``lr``'s shape is the training input, ``lr`` (the "HR father") its label;
+2. starting from the meta-trained weights, ``num_steps`` plain-SGD steps on the L1 loss, step ``i`` with
+   learning rate ``config.inner_lr(i)`` (the loop is ``mzsr_tf.adaptation.sgd_loop``, every step
+   ``mzsr_tf.inner.inner_step``);
+3. the result is the adapted network applied to the cubic upscale of ``lr`` to the output shape
+   (the modcropped GT's shape, or ``expected_sr_shape``: ``ceil(s * shape)``), clipped to [0, 1];
+   optionally refined by back-projection.
+
+All of it (son, steps, both forward passes) runs inside one ``tf.function`` whose input shapes are
+unknown, so images of any size share one trace and no Python runs per step. Weights are never
+modified: the steps produce new tensors from the starting weights, so every image starts afresh.
+
+``run_folder`` is the reference's ``main.py`` test mode: it pairs the LR inputs with their GT images by
+sorted order (as the reference does, but checks the pairing), takes each input's blur kernel from a
+``mzsr_tf.kernels.KernelSource`` (one kernel file, none, or a folder of per-image kernels), adapts the
+network afresh to each image, writes ``SAVE/NN/<name>.png`` (``NN`` = number of steps, two digits) and
+``SAVE/NN/results.json``, and prints per-image lines and the reference's closing line
+``[*] Average PSNR ** Initial: x, Final : y``.  Every input and kernel is read and checked before the
+first adaptation (``load_inputs``), and the output folder probed, so a bad file stops the run with a
+one-line ``MetaTestError`` (or ``KernelError``, ``atomic.OutputPathError``) naming it, before anything
+is written; outputs are written atomically (``mzsr_tf.atomic``), so a failure mid-run (a full disk)
+leaves complete files only.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
+import functools
 import os
 import time
-from typing import Callable, Dict, List, Optional, Tuple, Type
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import imageio.v3 as iio
 import numpy as np
+import tensorflow as tf
 
-from mzsr_tf import metrics
-from mzsr_tf.adaptation import MetaTester
-from mzsr_tf.imresize import imresize
-
-IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+from mzsr_tf import atomic, degradation, inner, metrics
+from mzsr_tf.adaptation import sgd_loop
+from mzsr_tf.config import PRECISIONS, AdaptationConfig
+from mzsr_tf.data.images import list_images, read_image
+from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
+from mzsr_tf.kernels import ImageKernel, KernelSource
+from mzsr_tf.model import forward
 
 
 class MetaTestError(ValueError):
     """A bad input to the meta-test; the message names the file and the problem."""
 
 
-def list_images(folder: str, what: str) -> List[str]:
-    """Sorted image paths in ``folder``; ``what`` names the folder's role in error messages."""
-    if not os.path.isdir(folder):
-        raise MetaTestError(f"{what} folder {folder} does not exist")
-    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise MetaTestError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return paths
+def expected_sr_shape(lr_shape, scale: float) -> Tuple[int, int]:
+    """The SR image's ``(H, W)`` when no GT gives it: ``ceil(scale * (H, W))`` of ``lr_shape``.
 
+    This is ``imresize``'s output size for ``scale`` (the reference's rule).
+    """
+    return fix_scale_and_size(lr_shape[:2], scale=scale)[1]
+
+
+# --------------------------------------------------------------------------- one image
+
+@dataclasses.dataclass
+class AdaptationResult:
+    """What one meta-test produced.
+
+    ``sr`` and ``initial_sr`` are float32 HWC in [0, 1] (the network's output after and before the
+    adaptation, clipped); ``son_losses[i]`` is the L1 loss on the son before step ``i``;
+    ``seconds`` is the wall time of the whole adaptation including both forward passes.
+    """
+
+    sr: np.ndarray
+    initial_sr: np.ndarray
+    son_losses: np.ndarray
+    seconds: float
+
+
+@dataclasses.dataclass
+class MultiStepResult:
+    """One adaptation run observed at several step counts (``MetaTester.adapt_at_steps``).
+
+    ``srs[n]`` is the SR image (float32 HWC in [0, 1]) after ``n`` steps, equal to what ``adapt`` with
+    ``num_steps=n`` returns; ``son_losses`` and ``seconds`` cover the whole run (``max(srs)`` steps).
+    """
+
+    srs: Dict[int, np.ndarray]
+    son_losses: np.ndarray
+    seconds: float
+
+
+class MetaTester:
+    """Adapts a network to single images; one instance serves any number of images and sizes.
+
+    Args:
+      params: the starting (meta-trained) weights, tensors or variables in ``PARAM_NAMES`` order,
+        e.g. ``model.trainable_variables``. They are read, never written.
+      config: scale, down-sampling method, number of steps and their learning rates, noise,
+        back-projection, precision. May be replaced between images (``tester.config = ...``).
+
+    Example::
+
+        model = MZSRNet()
+        load_weights(model, "checkpoints/direct_x2")
+        tester = MetaTester(model.trainable_variables, preset_for_model(0).adaptation_config(num_steps=10))
+        lr = read_rgb("dataset/demo/Input/chelsea.png")          # float32 [H, W, 3] in [0, 1]
+        result = tester.adapt(lr, load_kernel("dataset/demo/kernel.mat"))
+        result.sr, result.son_losses                             # [2H, 2W, 3] in [0, 1]; [10]
+    """
+
+    def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig):
+        self.params = list(params)
+        self.config = config
+        image = tf.TensorSpec([None, None, None], tf.float32)
+        shape = tf.TensorSpec([2], tf.int32)
+        rates = tf.TensorSpec([None], tf.float32)
+        record = tf.TensorSpec([None], tf.bool)
+        seed = tf.TensorSpec([2], tf.int32)
+        # autograph=False: the graph is plain TF ops (an explicit tf.while_loop), which keeps the
+        # one-off tracing cost low (autograph would transpile every library function it calls).
+        self._run_with_kernel = tf.function(
+            self._run, autograph=False,
+            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, record, seed])
+        self._run_bicubic = tf.function(
+            lambda lr, out_hw, rate_list, record_at, noise_seed: self._run(
+                lr, None, out_hw, rate_list, record_at, noise_seed),
+            autograph=False, input_signature=[image, shape, rates, record, seed])
+
+    def _run(self, lr, kernel, out_hw, rates, record, noise_seed):
+        """The graph: son, ``len(rates)`` steps, and the SR image after ``n`` steps wherever ``record[n]``.
+
+        Returns ``(srs [count(record), H, W, C], son_losses [len(rates)])``.
+        """
+        cfg = self.config
+        down_kernel = degradation.CUBIC if kernel is None else kernel
+        son = degradation.tf_degrade(lr, down_kernel, cfg.scale, ds_method=cfg.ds_method,
+                                     noise_std=cfg.noise_std, seed=noise_seed)
+        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)[None]
+        lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
+        net = functools.partial(forward, compute_dtype=tf.as_dtype(PRECISIONS[cfg.precision]))
+        # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
+        loss_scale = inner.inner_loss_scale(cfg.precision)
+        slots = tf.cumsum(tf.cast(record, tf.int32)) - 1  # where the SR after n steps goes
+
+        def keep_sr(n, params, srs):
+            return tf.cond(record[n],
+                           lambda: srs.write(slots[n], tf.clip_by_value(net(params, lr_ilr)[0], 0.0, 1.0)),
+                           lambda: srs)
+
+        start = [tf.convert_to_tensor(p) for p in self.params]
+        srs = keep_sr(0, start, tf.TensorArray(tf.float32, size=slots[-1] + 1))
+        _, losses, srs = sgd_loop(net, start, son_ilr, lr[None], rates, loss_scale=loss_scale,
+                                  state=srs, after_step=keep_sr)
+        return srs.stack(), losses
+
+    def _execute(self, lr, kernel, step_counts, output_shape, seed):
+        """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
+        cfg = self.config
+        counts = sorted(set(int(n) for n in step_counts))
+        if not counts or counts[0] < 0:
+            raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
+        if output_shape is None:
+            output_shape = expected_sr_shape(lr.shape, cfg.scale)
+        record = np.zeros(counts[-1] + 1, bool)
+        record[counts] = True
+        start = time.perf_counter()
+        args = (tf.constant(lr, tf.float32),)
+        if kernel is not None:
+            args += (tf.constant(kernel, tf.float32),)
+        args += (tf.constant(output_shape, tf.int32), tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32),
+                 tf.constant(record), tf.constant(seed, tf.int32))
+        run = self._run_bicubic if kernel is None else self._run_with_kernel
+        srs, losses = run(*args)
+        srs = dict(zip(counts, srs.numpy()))
+        return srs, losses.numpy(), time.perf_counter() - start
+
+    def _back_project(self, sr, lr, kernel):
+        cfg = self.config
+        down_kernel = degradation.CUBIC if kernel is None else kernel
+        for _ in range(cfg.back_projection_iters):
+            sr = degradation.back_projection(sr, lr, down_kernel, cfg.upscale_method, cfg.scale, cfg.ds_method)
+        return np.asarray(sr, np.float32)
+
+    def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
+              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+              ) -> AdaptationResult:
+        """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
+
+        ``output_shape`` is the SR image's ``(H, W)``; by default ``expected_sr_shape``
+        (``ceil(scale * lr.shape[:2])``). ``seed`` feeds the son's noise (used only when
+        ``config.noise_std > 0``).
+        """
+        num_steps = self.config.num_steps
+        srs, losses, seconds = self._execute(lr, kernel, (0, num_steps), output_shape, seed)
+        sr = srs[num_steps]
+        if self.config.back_projection:
+            sr = self._back_project(sr, lr, kernel)
+        return AdaptationResult(sr=sr, initial_sr=srs[0], son_losses=losses, seconds=seconds)
+
+    def adapt_at_steps(self, lr: np.ndarray, kernel: Optional[np.ndarray], step_counts: Sequence[int],
+                       output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+                       ) -> MultiStepResult:
+        """One run of ``max(step_counts)`` steps giving the SR image after each of ``step_counts``.
+
+        ``srs[n]`` equals ``adapt`` with ``num_steps=n`` (the same ops: step ``i`` always uses
+        ``config.inner_lr(i)``), at the cost of the longest run; ``config.num_steps`` is ignored.
+        Other arguments as ``adapt``.
+        """
+        srs, losses, seconds = self._execute(lr, kernel, step_counts, output_shape, seed)
+        if self.config.back_projection:
+            srs = {n: self._back_project(sr, lr, kernel) for n, sr in srs.items()}
+        return MultiStepResult(srs=srs, son_losses=losses, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- inputs, GT and their checks
 
 def read_rgb(path: str) -> np.ndarray:
-    """An 8-bit RGB image as float32 HWC in [0, 1]; grayscale, alpha and 16-bit are errors."""
-    try:
-        image = iio.imread(path)
-    except Exception as error:  # imageio raises many types for unreadable files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MetaTestError(f"cannot read image {path}: {reason}") from None
-    if image.dtype != np.uint8:
-        raise MetaTestError(f"{path}: {image.dtype} image; the meta-test takes 8-bit RGB images "
-                            "(convert 16-bit images to 8-bit first)")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        raise MetaTestError(f"{path}: grayscale image; the meta-test takes RGB images "
-                            "(stack the channel three times to use it)")
-    if image.ndim != 3 or image.shape[2] != 3:
-        channels = image.shape[2] if image.ndim == 3 else "?"
-        raise MetaTestError(f"{path}: image with {channels} channels (shape {image.shape}); the "
-                            "meta-test takes RGB images (drop the alpha channel first)")
-    return image.astype(np.float32) / 255.0
+    """An input or GT image of the meta-test as float32 HWC in [0, 1].
 
-
-def expected_sr_shape(lr_shape, scale: float):
-    """``ceil(scale * (H, W))``: the SR shape when no GT is given (the reference's rule)."""
-    return tuple(int(np.ceil(n * scale)) for n in lr_shape[:2])
+    Only 8-bit RGB files are accepted (``read_image(strict=True)``): grayscale, alpha and 16-bit are
+    ``MetaTestError``s naming the file.
+    """
+    return read_image(path, strict=True, what="image", error=MetaTestError).astype(np.float32) / 255.0
 
 
 def check_pair(lr_path: str, lr_shape, gt_path: str, gt_shape, scale: float) -> None:
@@ -78,11 +235,35 @@ def check_pair(lr_path: str, lr_shape, gt_path: str, gt_shape, scale: float) -> 
 
 def paired_paths(input_dir: str, gt_dir: str, error: Type[ValueError] = MetaTestError) -> List[Tuple[str, str]]:
     """``(input, GT)`` image paths of two folders, paired by sorted order; different counts raise ``error``."""
-    inputs, gts = list_images(input_dir, "input"), list_images(gt_dir, "GT")
+    inputs = list_images(input_dir, "input", error=MetaTestError)
+    gts = list_images(gt_dir, "GT", error=MetaTestError)
     if len(inputs) != len(gts):
         raise error(f"{len(inputs)} images in input folder {input_dir} but {len(gts)} in GT folder "
                     f"{gt_dir}; they are paired by sorted order")
     return list(zip(inputs, gts))
+
+
+GT_SUFFIX = "_GT"
+"""The reference's GT naming: ``baby_GT.png`` is the GT of ``baby.png`` (a GT named as its input also matches)."""
+
+
+def names_correspond(input_path: str, gt_path: str) -> bool:
+    """Whether a GT file is named after its input: the same stem, or the stem plus ``GT_SUFFIX``
+    (extensions may differ)."""
+    stem = os.path.splitext(os.path.basename(input_path))[0]
+    gt_stem = os.path.splitext(os.path.basename(gt_path))[0]
+    return gt_stem in (stem, stem + GT_SUFFIX)
+
+
+def name_warning(pairs: Sequence[Tuple[str, str]]) -> Optional[str]:
+    """One warning line naming the ``(input, GT)`` pairs whose names do not correspond
+    (``names_correspond``), or ``None``; the pairing itself stays by sorted order."""
+    odd = [(lr, gt) for lr, gt in pairs if not names_correspond(lr, gt)]
+    if not odd:
+        return None
+    shown = ", ".join(f"{os.path.basename(lr)} <-> {os.path.basename(gt)}" for lr, gt in odd)
+    return (f"warning: {len(odd)} of {len(pairs)} input/GT pairs have names that do not correspond "
+            f"(paired by sorted order; GT of x.png: x.png or x{GT_SUFFIX}.png): {shown}")
 
 
 def read_pair(lr_path: str, gt_path: str, scale: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -100,39 +281,81 @@ def check_kernel_fits(kernel: np.ndarray, kernel_path: str, lr_path: str, lr_sha
                     f"{lr_path} ({lr_shape[0]}x{lr_shape[1]})")
 
 
-def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel: Optional[np.ndarray],
-               gt_dir: Optional[str] = None, kernel_path: Optional[str] = None,
-               log: Callable[[str], None] = print, extra_info: Optional[Dict] = None) -> Dict:
-    """Meta-test every image of ``input_dir``; returns the ``results.json`` content.
+# --------------------------------------------------------------------------- a folder
 
-    ``kernel`` is the 2-D blur kernel of the inputs, or None for bicubic degradation;
-    ``kernel_path`` is only used in messages. Without ``gt_dir`` no PSNR is computed.
+@dataclasses.dataclass
+class FolderInputs:
+    """The checked inputs of a folder meta-test (``load_inputs``): per input, in sorted order, its
+    path, image (float32 HWC in [0, 1]), GT path and modcropped GT (``None`` without GT) and kernel."""
+
+    input_paths: List[str]
+    images: List[np.ndarray]
+    gt_paths: Optional[List[str]]
+    gts: List[Optional[np.ndarray]]
+    kernels: List[ImageKernel]
+
+
+def load_inputs(input_dir: str, kernel_source: KernelSource, scale: float, gt_dir: Optional[str] = None,
+                log: Callable[[str], None] = print) -> FolderInputs:
+    """Read and check everything a folder meta-test reads, before any work: the input images, their
+    GT (count and sizes; names that do not correspond are named in a ``log`` warning line) and each
+    input's kernel (readable, a proper kernel, not larger than its input).
+
+    Errors are one-line ``MetaTestError``s (``KernelError`` for kernels) naming the file.
     """
-    cfg = tester.config
     if gt_dir:
         pairs = paired_paths(input_dir, gt_dir)
+        warning = name_warning(pairs)
+        if warning:
+            log(warning)
         input_paths, gt_paths = [p for p, _ in pairs], [g for _, g in pairs]
-        images, gts = map(list, zip(*(read_pair(p, g, cfg.scale) for p, g in pairs)))
+        images, gts = map(list, zip(*(read_pair(p, g, scale) for p, g in pairs)))
     else:
-        input_paths, gt_paths = list_images(input_dir, "input"), None
+        input_paths, gt_paths = list_images(input_dir, "input", error=MetaTestError), None
         images = [read_rgb(p) for p in input_paths]
         gts = [None] * len(images)
-    if kernel is not None:
-        for path, lr in zip(input_paths, images):
-            check_kernel_fits(kernel, kernel_path or "", path, lr.shape)
+    image_kernels = [kernel_source.kernel_for(path) for path in input_paths]
+    for path, lr, (kernel, origin) in zip(input_paths, images, image_kernels):
+        if kernel is not None:
+            check_kernel_fits(kernel, origin, path, lr.shape)
+    return FolderInputs(input_paths, images, gt_paths, gts, image_kernels)
 
-    out_dir = os.path.join(save_dir, "%02d" % cfg.num_steps)
-    os.makedirs(out_dir, exist_ok=True)
+
+def output_folder(save_dir: str, num_steps: int) -> str:
+    """Where a folder meta-test of ``num_steps`` steps writes: ``save_dir/NN`` (two digits)."""
+    return os.path.join(save_dir, "%02d" % num_steps)
+
+
+def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source: KernelSource,
+               gt_dir: Optional[str] = None, log: Callable[[str], None] = print,
+               extra_info: Optional[Dict] = None, inputs: Optional[FolderInputs] = None) -> Dict:
+    """Meta-test every image of ``input_dir``; returns the ``results.json`` content.
+
+    ``kernel_source`` gives each input's blur kernel (``KernelSource.from_file``, ``.bicubic()``,
+    ``.from_folder``); each image's record names its kernel (``"kernel"``: the file, or ``"cubic"``).
+    Without ``gt_dir`` no PSNR is computed.  ``inputs``: the ``load_inputs`` of these arguments when
+    the caller has already checked them (the command line does so before loading the checkpoint).
+
+    The output folder (``output_folder``) is checked before the first adaptation
+    (``atomic.check_output_folder``); each PNG and ``results.json`` is written atomically, so a
+    failure (a full disk: ``atomic.WriteError`` naming the file) leaves only complete files behind,
+    and ``results.json`` only when every image was written.
+    """
+    cfg = tester.config
+    if inputs is None:
+        inputs = load_inputs(input_dir, kernel_source, cfg.scale, gt_dir, log)
+    input_paths, images, gt_paths, gts = inputs.input_paths, inputs.images, inputs.gt_paths, inputs.gts
+    out_dir = atomic.check_output_folder(output_folder(save_dir, cfg.num_steps), "output folder")
     shave = int(cfg.scale)
     records = []
     start = time.perf_counter()
-    for index, (path, lr, gt) in enumerate(zip(input_paths, images, gts)):
+    for index, (path, lr, gt, (kernel, origin)) in enumerate(zip(input_paths, images, gts, inputs.kernels)):
         name = os.path.splitext(os.path.basename(path))[0]
         out_shape = gt.shape[:2] if gt is not None else expected_sr_shape(lr.shape, cfg.scale)
         result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0))
         sr_uint8 = metrics.to_uint8(result.sr)
-        iio.imwrite(os.path.join(out_dir, name + ".png"), sr_uint8)
-        record = {"name": name, "input": path, "seconds": result.seconds,
+        atomic.write_bytes(os.path.join(out_dir, name + ".png"), iio.imwrite("<bytes>", sr_uint8, extension=".png"))
+        record = {"name": name, "input": path, "kernel": origin, "seconds": result.seconds,
                   "son_losses": [float(x) for x in result.son_losses]}
         line = f"[{index + 1}/{len(images)}] {name}: {result.seconds:.2f} s"
         if gt is not None:
@@ -150,18 +373,14 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel: Option
         records.append(record)
 
     summary = {"num_steps": cfg.num_steps, "scale": cfg.scale, "ds_method": cfg.ds_method,
-               "inner_lr": list(cfg.inner_lr.rates(cfg.num_steps)),
-               "kernel": kernel_path if kernel is not None else "cubic",
+               "inner_lr": list(cfg.inner_lr.rates(cfg.num_steps)), "kernel": kernel_source.name,
                "seconds_total": time.perf_counter() - start, "images": records}
     summary.update(extra_info or {})
     if gt_paths is not None:
         summary["average_initial_psnr"] = float(np.mean([r["initial_psnr"] for r in records]))
         summary["average_final_psnr"] = float(np.mean([r["final_psnr"] for r in records]))
         summary["average_final_ssim"] = float(np.mean([r["final_ssim"] for r in records]))
-    results_path = os.path.join(out_dir, "results.json")
-    with open(results_path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(results_path + ".tmp", results_path)
+    atomic.write_json(os.path.join(out_dir, "results.json"), summary)
     if gt_paths is not None:
         log(format_table(records))
         log("[*] Average PSNR ** Initial: %.4f, Final : %.4f"

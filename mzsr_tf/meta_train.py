@@ -45,14 +45,14 @@ Scale-out and precision:
 - ``precision='mixed_float16'``: convolutions run in float16, variables, fast weights, losses and
   the residual addition stay float32.  The outer Adam is wrapped in a dynamic
   ``LossScaleOptimizer`` (a step whose scaled gradients overflow is skipped and the scale halved).
-  Inner steps scale their support loss by a static ``INNER_LOSS_SCALE_FLOAT16`` before
+  Inner steps scale their support loss by a static ``inner.INNER_LOSS_SCALE_FLOAT16`` before
   differentiating and divide the gradients afterwards (``inner_step``'s ``loss_scale``), since the
   per-pixel gradients of a mean L1 loss (~1e-5) are subnormal in float16.  The update is
   mathematically unchanged.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -63,27 +63,18 @@ import tensorflow as tf
 
 from mzsr_tf import inner
 from mzsr_tf.checkpoints import load_weights
-from mzsr_tf.config import MetaTrainConfig, ModelConfig, override, preset_for_model
+from mzsr_tf.config import MetaTrainConfig, RunConfig
+from mzsr_tf.data.pipelines import TASK_KEYS
+from mzsr_tf.inner import ForwardFn, inner_loss_scale
 from mzsr_tf.model import MZSRNet, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, compute_dtype,
-                              config_with_overrides, data_is_checkpointable, exit_code_of,
-                              is_chief, make_strategy, needs_loss_scaling, replica_count,
-                              run_directory, run_loop, split_across_replicas, write_images,
-                              write_scalars)
+from mzsr_tf.training import (LoopResult, LoopSettings, RunLock, RunState, SignalGuard, check_resumable,
+                              check_workers_agree, compute_dtype, data_is_checkpointable, is_chief,
+                              make_adam, make_strategy, per_replica_batch, run_loop,
+                              split_across_replicas, worker_count, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
 
-TASK_KEYS = ("inputa", "labela", "inputb", "labelb")
-"""A meta-batch: support inputs/labels and query inputs/labels, each ``[tasks, images, H, W, C]``."""
-
-ADAM_EPSILON = 1e-8
-"""TF1's ``AdamOptimizer`` default, used by the reference."""
-
-INNER_LOSS_SCALE_FLOAT16 = 1024.0
-"""Static loss scale of the inner steps under ``mixed_float16`` (see the module docstring)."""
-
 Tasks = Mapping[str, tf.Tensor]
-ForwardFn = Callable[[Sequence[tf.Tensor], tf.Tensor], tf.Tensor]
 
 
 # --------------------------------------------------------------------------- the meta-objective
@@ -181,31 +172,42 @@ class MetaTrainer:
     """The network, the outer Adam and the step counter, with ``tf.function`` meta-iterations.
 
     Args:
-      config: the meta-training hyper-parameters (``meta_lr``, ``inner_lr``, ``inner_steps``,
-        ``meta_batch_size``, loss-weight schedule, ``second_order_from_step``, ``seed``).
-      model_config: the network (narrow ones for tests).
-      strategy: a ``tf.distribute`` strategy (default: none); tasks are split across replicas.
-      precision: ``'float32'`` or ``'mixed_float16'`` (see the module docstring).
+      run: the run's configuration: ``run.train`` (a ``MetaTrainConfig``: ``meta_lr``, ``inner_lr``,
+        ``inner_steps``, ``meta_batch_size``, loss-weight schedule, ``second_order_from_step``,
+        ``seed``), ``run.model`` (narrow networks for tests) and ``run.runtime`` (precision, strategy).
+      strategy: a ``tf.distribute`` strategy object that overrides ``run.runtime.strategy`` (tests use
+        it for logical devices); tasks are split across its replicas.
 
-    ``model`` starts from random weights (seeded by ``config.seed``); ``load_transfer`` loads the
+    ``model`` starts from random weights (seeded by ``run.train.seed``); ``load_transfer`` loads the
     pretrained ones.  ``train_step(tasks)`` runs one meta-iteration and returns its metrics.
+
+    Example::
+
+        run = RunConfig(train=get_preset("direct_x2").meta_train_config(patch_size=32))
+        trainer = MetaTrainer(run)
+        trainer.load_transfer("../shared/mzsr_reference/Pretrained/Pretrained")
+        tasks = next(iter(task_dataset(run.train)))      # {'inputa', 'labela', 'inputb', 'labelb'}
+        metrics = trainer.train_step(tasks)              # metrics["query_losses"]: [inner_steps]
     """
 
-    def __init__(self, config: MetaTrainConfig, model_config: ModelConfig = ModelConfig(),
-                 strategy: Optional[tf.distribute.Strategy] = None, precision: str = "float32"):
+    def __init__(self, run: RunConfig, strategy: Optional[tf.distribute.Strategy] = None):
+        if not isinstance(run.train, MetaTrainConfig):
+            raise TypeError(f"MetaTrainer needs a RunConfig whose train is a MetaTrainConfig, "
+                            f"got {type(run.train).__name__}")
+        config = run.train
+        self.run = run
         self.config = config
-        self.precision = precision
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.tasks_per_replica = replica_count(self.strategy, config.meta_batch_size,
-                                               "meta_batch_size (tasks per meta-iteration)")
-        mixed = needs_loss_scaling(precision)
-        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(precision))
-        self.inner_loss_scale = INNER_LOSS_SCALE_FLOAT16 if mixed else 1.0
+        self.precision = run.runtime.precision
+        self.strategy = strategy or make_strategy(run.runtime.strategy)
+        self.tasks_per_replica = per_replica_batch(self.strategy, config.meta_batch_size,
+                                                   "meta_batch_size (tasks per meta-iteration)")
+        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(self.precision))
+        self.inner_loss_scale = inner_loss_scale(self.precision)
+        self.inner_rates = config.inner_rates()  # Python floats, read outside the traced functions
         with self.strategy.scope():
-            self.model = MZSRNet(model_config, seed=config.seed)
+            self.model = MZSRNet(run.model, seed=config.seed)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            adam = keras.optimizers.Adam(learning_rate=config.meta_lr, epsilon=ADAM_EPSILON)
-            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if mixed else adam
+            self.optimizer = make_adam(config.meta_lr, self.precision)
             self.optimizer.build(self.model.trainable_variables)
         self._step_fn = tf.function(self._distributed_step)
         self._gradients_fn = tf.function(self._distributed_gradients)
@@ -240,7 +242,7 @@ class MetaTrainer:
             else None
         return meta_gradients(
             self.variables, tasks, weights, total_tasks=self.config.meta_batch_size,
-            inner_lr=self.config.inner_rates(), inner_steps=self.config.inner_steps,
+            inner_lr=self.inner_rates, inner_steps=self.config.inner_steps,
             first_order=first_order, forward_fn=self.forward_fn,
             inner_loss_scale=self.inner_loss_scale, scale_loss=scale_loss,
             initial_loss_weight=self.config.initial_loss_weight)
@@ -279,7 +281,7 @@ class MetaTrainer:
 
     def _query_output(self, inputa, labela, inputb, labelb):
         _, _, output = adapt_to_task(
-            self.variables, inputa, labela, inputb, labelb, inner_lr=self.config.inner_rates(),
+            self.variables, inputa, labela, inputb, labelb, inner_lr=self.inner_rates,
             inner_steps=self.config.inner_steps, first_order=True, forward_fn=self.forward_fn,
             inner_loss_scale=self.inner_loss_scale)
         return output
@@ -306,7 +308,10 @@ class MetaTrainer:
                           ) -> Tuple[List[np.ndarray], Dict[str, np.ndarray]]:
         """The meta-gradient at the current weights and step, without applying it.
 
-        ``first_order`` defaults to the config's choice for the current step.
+        ``first_order`` defaults to the config's choice for the current step.  No training code
+        calls it: it exists so the meta-gradient can be checked against independent computations
+        (a hand-unrolled objective, finite differences, the reference's graph) and compared across
+        strategies.
         """
         if first_order is None:
             first_order = self.first_order_at(int(self.step.numpy()))
@@ -366,22 +371,46 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
 
 # --------------------------------------------------------------------------- the run
 
-def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = None,
-                      model_config: ModelConfig = ModelConfig(), precision: str = "float32",
+def run_meta_training(run: RunConfig, directory: str, *, source: Any = None,
                       strategy: Optional[tf.distribute.Strategy] = None,
-                      requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None,
-                      extra_info: Optional[Mapping[str, Any]] = None) -> LoopResult:
-    """Meta-train into the run folder ``directory`` until ``config.meta_iter`` iterations.
+                      requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None
+                      ) -> LoopResult:
+    """Meta-train into the run folder ``directory`` until ``run.train.meta_iter`` iterations.
 
     Resumes from the folder's latest checkpoint if there is one (``requested_step``, the
-    reference's ``--step``, must then match it); otherwise starts from ``config.transfer_checkpoint``
-    (the bicubic-pretrained weights; ``None`` means random weights).  Saves ``config.json``, a
+    reference's ``--step``, must then match it, and ``run`` must be the folder's configuration up to
+    ``config.RUN_LENGTH_FIELDS``: checked before anything is written); otherwise starts from
+    ``run.train.transfer_checkpoint`` (the bicubic-pretrained weights; ``None`` means random weights).
+    Holds the folder's ``RunLock`` while training.  Saves ``config.json`` (the whole ``run``), a
     checkpoint every ``save_every`` iterations (keeping ``max_to_keep``), TensorBoard summaries in
     ``logs/`` every ``print_every``, and a checkpoint on SIGINT/SIGTERM.  Raises
     ``NonFiniteLossError`` (nothing saved) when a loss becomes NaN or Inf.
+
+    ``source`` (records or a ``tf.data.Dataset`` of HR patches) overrides ``run.train.tfrecord_path``;
+    ``strategy`` (an object) overrides ``run.runtime.strategy``.
+
+    Multi-worker (``run.runtime.strategy='multiworker'``, one process per worker, each with its
+    ``TF_CONFIG``): only the chief checks and locks the run folder and writes into it; every worker
+    reads the same whole meta-batches (each replica takes its slice of the tasks), saves when the
+    chief does (the others into a temporary folder, removed at the end) and resumes from the run
+    folder, which must therefore be on storage all workers see.  A lost worker stops the others with
+    ``WorkerLostError`` (nothing saved after the last checkpoint); the run resumes from that
+    checkpoint on the same cluster or, since ``runtime.strategy`` may change on resume, on one
+    process.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    trainer = MetaTrainer(config, model_config, strategy, precision)
+    config = run.train
+    strategy = strategy or make_strategy(run.runtime.strategy)
+    chief = is_chief(strategy)
+    if chief:
+        check_resumable(directory, run)
+    with RunLock(directory) if chief else contextlib.nullcontext():
+        return _meta_train_locked(run, directory, source, strategy, chief, requested_step, guard)
+
+
+def _meta_train_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
+                       chief: bool, requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
+    config = run.train
+    trainer = MetaTrainer(run, strategy)
     # Every worker reads whole meta-batches (the same ones: the pipeline is deterministic) and each
     # replica takes its slice of the tasks in ``train_step``; unlike a distributed iterator, this
     # iterator can be checkpointed, so a resumed run continues the same task stream.
@@ -392,8 +421,18 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
     else:
         log.info("HDF5 records: their reader cannot save its position, so a resumed run draws "
                  "tasks afresh")
-    state = RunState(directory, config, trainer.step, config.max_to_keep, chief=is_chief(strategy),
-                     **trackables)
+    state = RunState(directory, run, trainer.step, config.max_to_keep, chief=chief,
+                     workers=worker_count(strategy), **trackables)
+    try:
+        return _meta_train_loop(run, directory, trainer, batches, state, requested_step, guard)
+    finally:
+        state.close()
+
+
+def _meta_train_loop(run: RunConfig, directory: str, trainer: MetaTrainer, batches, state: RunState,
+                     requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
+    config = run.train
+    strategy = trainer.strategy
     resumed = state.resume(requested_step)
     if resumed:
         log.info("[*] resumed %s at iteration %d", resumed, state.current_step)
@@ -402,9 +441,9 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
         log.info("[*] transfer: starting from the pre-trained weights %s", loaded)
     else:
         log.info("[*] no transfer checkpoint: starting from random weights (seed %d)", config.seed)
-    state.write_config(dict(extra_info or {}, precision=precision,
-                            replicas=strategy.num_replicas_in_sync,
-                            model=dataclasses.asdict(model_config)))
+    check_workers_agree(strategy, state, trainer.variables)
+    state.write_config()
+    precision = run.runtime.precision
     log.info("[*] meta-training %s: %d tasks x %d images of %dx%d, %d inner steps, inner_lr %s, "
              "meta_lr %g, %s, %d replica(s); first order until iteration %d; loss weights %s",
              directory, config.meta_batch_size, config.task_batch_size, config.patch_size,
@@ -437,35 +476,3 @@ def run_meta_training(config: MetaTrainConfig, directory: str, *, source: Any = 
 
     settings = LoopSettings(config.meta_iter, config.print_every, config.save_every)
     return run_loop(step_fn, batches, state, settings, report, guard)
-
-
-# --------------------------------------------------------------------------- command line
-
-def config_from_flags(args) -> MetaTrainConfig:
-    """The preset of ``--model`` (the authors' meta-batch settings), ``--config`` JSON overrides,
-    then the individual training flags, in that order."""
-    transfer = getattr(args, "transfer", None)
-    flags = {"meta_iter": getattr(args, "iterations", None),
-             "tfrecord_path": getattr(args, "tfrecord", None),
-             "second_order_from_step": getattr(args, "first_order_until", None),
-             "checkpoint_dir": getattr(args, "checkpoint_dir", None),
-             "print_every": getattr(args, "print_every", None),
-             "save_every": getattr(args, "save_every", None),
-             "freeze_loss_weights": True if getattr(args, "freeze_loss_weights", False) else None}
-    config = config_with_overrides(preset_for_model(args.model).meta_train_config(),
-                                   getattr(args, "config", None), flags)
-    if transfer is not None:
-        config = override(config, {"transfer_checkpoint": None if transfer in ("", "none") else transfer})
-    return config
-
-
-def train_from_flags(args) -> int:
-    """``scripts/main.py --train``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
-    def train() -> LoopResult:
-        config = config_from_flags(args)
-        return run_meta_training(
-            config, run_directory(config.checkpoint_dir, args.trial),
-            precision=getattr(args, "precision", None) or "float32",
-            strategy=make_strategy(getattr(args, "strategy", None) or "default"),
-            requested_step=args.step, extra_info={"trial": args.trial, "preset_model": args.model})
-    return exit_code_of(train)

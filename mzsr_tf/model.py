@@ -40,19 +40,11 @@ SCOPE = "MODEL"
 """The TF1 variable scope of the reference's weights."""
 
 
-def _check_config(config: ModelConfig) -> None:
-    if config.depth < 2:
-        raise ValueError(f"ModelConfig.depth must be >= 2 (first and last convolution), got {config.depth}")
-    if config.width < 1 or config.channels < 1:
-        raise ValueError(f"ModelConfig.width and .channels must be positive, got {config}")
-
-
 def param_names(config: ModelConfig = ModelConfig()) -> Tuple[str, ...]:
     """The reference names of the ``2 * depth`` parameters, in ``forward``'s order.
 
     ``('MODEL/conv1/kernel', 'MODEL/conv1/bias', ..., f'MODEL/conv{depth}/bias')``.
     """
-    _check_config(config)
     return tuple(f"{SCOPE}/conv{i}/{kind}"
                  for i in range(1, config.depth + 1) for kind in ("kernel", "bias"))
 
@@ -63,7 +55,6 @@ def param_shapes(config: ModelConfig = ModelConfig()) -> Dict[str, Tuple[int, ..
     Kernels are ``[3, 3, in_channels, out_channels]`` (TF's HWIO layout, as in the reference),
     biases ``[out_channels]``.
     """
-    _check_config(config)
     shapes = {}
     for i in range(1, config.depth + 1):
         c_in = config.channels if i == 1 else config.width
@@ -74,7 +65,10 @@ def param_shapes(config: ModelConfig = ModelConfig()) -> Dict[str, Tuple[int, ..
 
 
 def count_params(config: ModelConfig = ModelConfig()) -> int:
-    """Number of scalar parameters (225,091 for the paper's network)."""
+    """Number of scalar parameters (225,091 for the paper's network).
+
+    Public API: a configuration's size without building the network (the README's 225,091).
+    """
     total = 0
     for shape in param_shapes(config).values():
         size = 1
@@ -119,7 +113,6 @@ class MZSRNet(keras.Model):
 
     def __init__(self, config: ModelConfig = ModelConfig(), seed: Optional[int] = None,
                  name: str = SCOPE):
-        _check_config(config)
         inputs = keras.Input(shape=(None, None, config.channels), name="ilr")
         hidden = inputs
         for i in range(1, config.depth + 1):

@@ -9,6 +9,7 @@ display, no global backend switch).
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Mapping, Optional, Sequence, Tuple
 
@@ -16,6 +17,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from mzsr_tf import atomic
 from mzsr_tf.metrics import rgb2y
 
 
@@ -106,8 +108,9 @@ def plot_crops(items: Sequence[Mapping], keys: Sequence[str], path: str, crop: i
                title: Optional[str] = None) -> str:
     """A grid of crops: one row per item, columns LR, ``keys`` (e.g. bicubic, mzsr_1, mzsr_10), GT.
 
-    Each item holds ``lr`` (float HWC in [0, 1]), ``gt`` (uint8 HWC), ``outputs`` (key -> uint8 HWC of
-    the GT's shape), ``set`` and ``image`` names and optionally ``scores`` (key -> PSNR).
+    Each item holds ``lr`` (float HWC in [0, 1]), ``gt`` (uint8 HWC, or float in [0, 1] as
+    ``evaluate.figure_item`` gives it), ``outputs`` (key -> uint8 HWC of the GT's shape), ``set`` and
+    ``image`` names and optionally ``scores`` (key -> PSNR).
     """
     panels = ["lr"] + list(keys) + ["gt"]
     figure = Figure(figsize=(2.2 * len(panels), 2.9 * len(items)))
@@ -141,10 +144,12 @@ def plot_crops(items: Sequence[Mapping], keys: Sequence[str], path: str, crop: i
 
 
 def _save(figure, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Render ``figure`` in memory (format from the extension, PNG without one) and write it atomically."""
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    return path
+    image = io.BytesIO()
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    figure.savefig(image, dpi=110, format=extension or "png")
+    return atomic.write_bytes(path, image.getvalue())
 
 
 def plot_learning_curve(rows: Sequence[Mapping], path: str, title: Optional[str] = None,

@@ -16,7 +16,7 @@ summaries are written every ``print_every`` steps (reference: 1000) and checkpoi
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import logging
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -25,19 +25,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf.config import ModelConfig, PretrainConfig
+from mzsr_tf.config import PretrainConfig, RunConfig
 from mzsr_tf.inner import l1_loss
 from mzsr_tf.model import MZSRNet, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, compute_dtype,
-                              config_with_overrides, data_is_checkpointable, exit_code_of,
-                              is_chief, make_strategy, needs_loss_scaling, replica_count,
-                              run_directory, run_loop, split_across_replicas, write_images,
+from mzsr_tf.training import (LoopResult, LoopSettings, RunLock, RunState, SignalGuard, check_resumable,
+                              compute_dtype, data_is_checkpointable, is_chief, make_adam, make_strategy,
+                              per_replica_batch, run_loop, split_across_replicas, write_images,
                               write_scalars)
 
 log = logging.getLogger(__name__)
-
-ADAM_EPSILON = 1e-8
-"""TF1's ``AdamOptimizer`` default, used by the reference."""
 
 
 def learning_rate_at(step, config: PretrainConfig) -> tf.Tensor:
@@ -53,21 +49,23 @@ class Pretrainer:
 
     ``train_step((ilr, hr))`` (each float32 ``[batch, P, P, C]`` in [0, 1], global batch) runs one
     step with the learning rate of the current step and returns ``{'loss', 'learning_rate'}``.
+    ``run.train`` is a ``PretrainConfig``; ``strategy`` (an object) overrides ``run.runtime.strategy``.
     """
 
-    def __init__(self, config: PretrainConfig, model_config: ModelConfig = ModelConfig(),
-                 strategy: Optional[tf.distribute.Strategy] = None, precision: str = "float32"):
+    def __init__(self, run: RunConfig, strategy: Optional[tf.distribute.Strategy] = None):
+        if not isinstance(run.train, PretrainConfig):
+            raise TypeError(f"Pretrainer needs a RunConfig whose train is a PretrainConfig, "
+                            f"got {type(run.train).__name__}")
+        config = run.train
+        self.run = run
         self.config = config
-        self.strategy = strategy or tf.distribute.get_strategy()
-        replica_count(self.strategy, config.batch_size, "batch_size")
-        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(precision))
+        self.strategy = strategy or make_strategy(run.runtime.strategy)
+        per_replica_batch(self.strategy, config.batch_size, "batch_size")
+        self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(run.runtime.precision))
         with self.strategy.scope():
-            self.model = MZSRNet(model_config, seed=config.seed)
+            self.model = MZSRNet(run.model, seed=config.seed)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            adam = keras.optimizers.Adam(learning_rate=lambda: learning_rate_at(self.step, config),
-                                         epsilon=ADAM_EPSILON)
-            mixed = needs_loss_scaling(precision)
-            self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if mixed else adam
+            self.optimizer = make_adam(lambda: learning_rate_at(self.step, config), run.runtime.precision)
             self.optimizer.build(self.model.trainable_variables)
         self._step_fn = tf.function(self._distributed_step)
         self._output_fn = tf.function(lambda ilr: self.forward_fn(self.model.trainable_variables, ilr))
@@ -101,35 +99,42 @@ class Pretrainer:
         return {"1. Input": ilr, "2. Output": self._output_fn(ilr), "3. Label": hr}
 
 
-def run_pretraining(config: PretrainConfig, directory: str, *, source: Any = None,
-                    model_config: ModelConfig = ModelConfig(), precision: str = "float32",
+def run_pretraining(run: RunConfig, directory: str, *, source: Any = None,
                     strategy: Optional[tf.distribute.Strategy] = None,
-                    requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None,
-                    extra_info: Optional[Mapping[str, Any]] = None) -> LoopResult:
-    """Pretrain into the run folder ``directory`` until ``config.max_steps`` steps.
+                    requested_step: Optional[int] = None, guard: Optional[SignalGuard] = None
+                    ) -> LoopResult:
+    """Pretrain into the run folder ``directory`` until ``run.train.max_steps`` steps.
 
-    ``source``: pretraining records (default ``config.tfrecord_path``) or a ``tf.data.Dataset`` of
-    ``(hr, lr)`` pairs.  Starts from random weights (seed ``config.seed``) or resumes the folder's
-    latest checkpoint (``requested_step`` must then match it).  Raises ``NonFiniteLossError``
-    (nothing saved) when the loss becomes NaN or Inf.
+    ``source``: pretraining records (default ``run.train.tfrecord_path``) or a ``tf.data.Dataset`` of
+    ``(hr, lr)`` pairs.  Starts from random weights (seed ``run.train.seed``) or resumes the folder's
+    latest checkpoint (``requested_step`` must then match it, and ``run`` the folder's configuration,
+    as for meta-training).  Raises ``NonFiniteLossError`` (nothing saved) when the loss becomes NaN
+    or Inf.
     """
+    strategy = strategy or make_strategy(run.runtime.strategy)
+    chief = is_chief(strategy)
+    if chief:
+        check_resumable(directory, run)
+    with RunLock(directory) if chief else contextlib.nullcontext():
+        return _pretrain_locked(run, directory, source, strategy, chief, requested_step, guard)
+
+
+def _pretrain_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
+                     chief: bool, requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
     from mzsr_tf.data.pipelines import pretrain_dataset
 
-    strategy = strategy or tf.distribute.get_strategy()
-    trainer = Pretrainer(config, model_config, strategy, precision)
+    config = run.train
+    trainer = Pretrainer(run, strategy)
     source = config.tfrecord_path if source is None else source
     batches = iter(pretrain_dataset(source, config, config.seed))
     trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
     if data_is_checkpointable(source):
         trackables["data"] = batches  # a resumed run continues the same batch stream
-    state = RunState(directory, config, trainer.step, config.max_to_keep, chief=is_chief(strategy),
-                     **trackables)
+    state = RunState(directory, run, trainer.step, config.max_to_keep, chief=chief, **trackables)
     resumed = state.resume(requested_step)
     log.info("[*] %s", f"resumed {resumed} at step {state.current_step}" if resumed
              else f"starting from random weights (seed {config.seed})")
-    state.write_config(dict(extra_info or {}, precision=precision,
-                            replicas=strategy.num_replicas_in_sync,
-                            model=dataclasses.asdict(model_config)))
+    state.write_config()
 
     def report(step: int, metrics: Mapping[str, np.ndarray], batch) -> None:
         log.info("Iteration: %d Loss: %.6f LR: %.3g Time: %.2f (%.3f steps/s, data wait %.0f%%)",
@@ -143,16 +148,3 @@ def run_pretraining(config: PretrainConfig, directory: str, *, source: Any = Non
 
     settings = LoopSettings(config.max_steps, config.print_every, config.save_every)
     return run_loop(trainer.train_step, batches, state, settings, report, guard)
-
-
-def train_from_flags(args) -> int:
-    """``scripts/pretrain.py``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
-    def train() -> LoopResult:
-        config = config_with_overrides(PretrainConfig(), args.config, {
-            "max_steps": args.iterations, "tfrecord_path": args.tfrecord,
-            "checkpoint_dir": args.checkpoint_dir, "print_every": args.print_every,
-            "save_every": args.save_every})
-        return run_pretraining(config, run_directory(config.checkpoint_dir, args.trial),
-                               precision=args.precision, strategy=make_strategy(args.strategy),
-                               requested_step=args.step, extra_info={"trial": args.trial})
-    return exit_code_of(train)

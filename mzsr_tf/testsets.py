@@ -19,6 +19,8 @@ on disk    paper          scale  subsample  kernel (21 x 21)                    
 All kernels are 21 x 21 as the authors' released ``Input/g20/kernel.mat`` (which ``g20`` equals to
 float64 rounding, and whose inputs it regenerates bit-exactly).  "preset" names the published model
 (and test-time learning-rate schedule) meant for the degradation (``mzsr_tf.config.PRESETS``).
+``PAPER_RESULTS`` holds the numbers the paper reports for each kernel and set (its Table 2 and
+its ×4 table), which ``mzsr_tf.evaluate`` prints beside its own.
 
 A test set on disk (``make_testset``)::
 
@@ -39,13 +41,13 @@ import dataclasses
 import datetime
 import json
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import imageio.v3 as iio
 import numpy as np
 
 from mzsr_tf import degradation, kernels, metrics
-from mzsr_tf.data.images import IMAGE_EXTENSIONS, ImageReadError, to_rgb_uint8
+from mzsr_tf.data.images import IMAGE_EXTENSIONS, decode_image, image_files, is_grayscale, to_rgb_uint8
 
 MANIFEST = "testset.json"
 KERNEL_FILE = "kernel.mat"
@@ -99,6 +101,43 @@ PAPER_KERNELS: Dict[str, PaperKernel] = {k.name: k for k in (
                 "isotropic Gaussian, width 2.0, direct subsampling, x4"),
 )}
 
+# The paper's reported numbers for these kernels: its Table 2 (x2; its "Bicubic" is interpolation, its
+# "ZSSR" Shocher et al.'s method) and its x4 table (the reference README's figure/resultx4.png).
+PAPER_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, float]]] = {
+    ("g02", "Set5"): {"bicubic": (30.24, 0.8976), "zssr": (34.29, 0.9373),
+                      "mzsr_1": (33.14, 0.9277), "mzsr_10": (33.74, 0.9301)},
+    ("g02", "BSD100"): {"bicubic": (27.45, 0.7992), "zssr": (29.35, 0.8465),
+                        "mzsr_1": (28.74, 0.8389), "mzsr_10": (29.03, 0.8415)},
+    ("g02", "Urban100"): {"bicubic": (24.70, 0.7958), "zssr": (28.13, 0.8788),
+                          "mzsr_1": (26.24, 0.8394), "mzsr_10": (26.60, 0.8439)},
+    ("g20", "Set5"): {"bicubic": (28.73, 0.8449), "zssr": (34.90, 0.9397),
+                      "mzsr_1": (35.20, 0.9398), "mzsr_10": (36.05, 0.9439)},
+    ("g20", "BSD100"): {"bicubic": (26.51, 0.7157), "zssr": (30.57, 0.8712),
+                        "mzsr_1": (30.58, 0.8627), "mzsr_10": (31.09, 0.8739)},
+    ("g20", "Urban100"): {"bicubic": (23.70, 0.7109), "zssr": (27.86, 0.8582),
+                          "mzsr_1": (28.23, 0.8657), "mzsr_10": (29.19, 0.8838)},
+    ("gani", "Set5"): {"bicubic": (28.15, 0.8265), "zssr": (33.96, 0.9307),
+                       "mzsr_1": (34.05, 0.9271), "mzsr_10": (34.78, 0.9323)},
+    ("gani", "BSD100"): {"bicubic": (26.00, 0.6891), "zssr": (29.72, 0.8479),
+                         "mzsr_1": (28.82, 0.8013), "mzsr_10": (29.54, 0.8297)},
+    ("gani", "Urban100"): {"bicubic": (23.13, 0.6796), "zssr": (27.03, 0.8335),
+                           "mzsr_1": (26.51, 0.8126), "mzsr_10": (27.34, 0.8369)},
+    ("b13", "Set5"): {"bicubic": (30.54, 0.8773), "zssr": (35.24, 0.9434),
+                      "mzsr_1": (35.18, 0.9430), "mzsr_10": (36.64, 0.9498)},
+    ("b13", "BSD100"): {"bicubic": (27.49, 0.7546), "zssr": (30.74, 0.8743),
+                        "mzsr_1": (29.02, 0.8544), "mzsr_10": (31.25, 0.8818)},
+    ("b13", "Urban100"): {"bicubic": (24.74, 0.7527), "zssr": (28.30, 0.8693),
+                          "mzsr_1": (28.27, 0.8771), "mzsr_10": (29.83, 0.8965)},
+    ("g20x4", "Set5"): {"bicubic": (24.74, 0.7321), "zssr": (27.39, 0.7685),
+                        "mzsr_1": (30.20, 0.8655), "mzsr_10": (30.50, 0.8704)},
+    ("g20x4", "BSD100"): {"bicubic": (24.01, 0.5998), "zssr": (25.89, 0.6776),
+                          "mzsr_1": (26.73, 0.7138), "mzsr_10": (26.89, 0.7168)},
+    ("g20x4", "Urban100"): {"bicubic": (21.16, 0.5811), "zssr": (23.53, 0.6822),
+                            "mzsr_1": (24.36, 0.7333), "mzsr_10": (24.65, 0.7394)},
+}
+"""The paper's (PSNR dB, SSIM) on the Y channel by ``(kernel name, set name)`` and column key
+(``bicubic``, ``zssr``, ``mzsr_1``, ``mzsr_10``: ``mzsr_tf.evaluate.column_key``'s keys)."""
+
 
 def gt_folder(scale: float) -> str:
     """``GT`` for ×2, ``GT_x<scale>`` otherwise."""
@@ -115,11 +154,6 @@ def get_kernel(name: str) -> PaperKernel:
                            ) from None
 
 
-def _images_in(folder: str) -> List[str]:
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name)))
-
-
 def find_hr_sets(hr_dir: str, names: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
     """The HR image sets under ``hr_dir``: ``{set name: sorted image paths}``.
 
@@ -129,15 +163,15 @@ def find_hr_sets(hr_dir: str, names: Optional[Sequence[str]] = None) -> Dict[str
     """
     if not os.path.isdir(hr_dir):
         raise TestSetError(f"HR folder {hr_dir} does not exist")
-    direct = _images_in(hr_dir)
+    direct = image_files(hr_dir)
     if direct:
         found = {os.path.basename(os.path.normpath(hr_dir)): direct}
     else:
         found = {}
         for entry in sorted(os.listdir(hr_dir)):
             folder = os.path.join(hr_dir, entry)
-            if os.path.isdir(folder) and _images_in(folder):
-                found[entry] = _images_in(folder)
+            if os.path.isdir(folder) and image_files(folder):
+                found[entry] = image_files(folder)
     if not found:
         raise TestSetError(f"HR folder {hr_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}) "
                            "and no folders of images")
@@ -151,17 +185,13 @@ def find_hr_sets(hr_dir: str, names: Optional[Sequence[str]] = None) -> Dict[str
 
 
 def read_hr(path: str):
-    """An HR image as uint8 RGB ``[H, W, 3]`` and whether it was grayscale (expanded to RGB)."""
-    try:
-        image = np.asarray(iio.imread(path))
-    except Exception as error:  # imageio raises many types for unreadable files
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise TestSetError(f"cannot read HR image {path}: {reason}") from None
-    was_gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2))
-    try:
-        return to_rgb_uint8(image, path), was_gray
-    except ImageReadError as error:
-        raise TestSetError(str(error)) from None
+    """An HR image as uint8 RGB ``[H, W, 3]`` and whether it was grayscale (expanded to RGB).
+
+    Alpha is dropped and 16-bit scaled to 8 bits (``mzsr_tf.data.images.to_rgb_uint8``); a file that
+    cannot be used is a ``TestSetError`` naming it.
+    """
+    image = decode_image(path, what="HR image", error=TestSetError)
+    return to_rgb_uint8(image, path, error=TestSetError), is_grayscale(image)
 
 
 def make_lr(hr: np.ndarray, paper_kernel: PaperKernel, kernel: Optional[np.ndarray] = None):

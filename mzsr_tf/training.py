@@ -3,9 +3,14 @@
 Both stages are "one ``tf.function`` step per batch" plus the same bookkeeping, which lives here:
 
 - ``make_strategy``: ``tf.distribute`` strategies by name (``default``, ``mirrored``, ``multiworker``).
+  Multi-worker runs: only the chief writes into the run folder (``RunState``), every worker checks it
+  starts from the chief's weights (``check_workers_agree``), and a lost worker stops the others with
+  ``WorkerLostError`` naming the checkpoint to resume from.
 - ``RunState``: the run folder (``<checkpoint_dir>/Model<trial>``, the reference's layout) with its
-  bounded ``tf.train.CheckpointManager``, the resolved config saved as ``config.json`` beside the
-  checkpoints, TensorBoard logs in ``logs/``, and resume with the reference's ``--step`` check.
+  bounded ``tf.train.CheckpointManager``, the resolved ``RunConfig`` saved as ``config.json`` beside
+  the checkpoints, TensorBoard logs in ``logs/``, and resume with the reference's ``--step`` check.
+- ``check_resumable`` and ``RunLock``: a run folder belongs to one run (resuming with another
+  configuration is refused before anything is written; two live processes cannot train in it).
 - ``SignalGuard``: SIGINT/SIGTERM set a flag; the loop finishes the step in flight, saves, and stops
   cleanly.  A second signal interrupts at once (no save).
 - ``run_loop``: steps until ``max_steps``; logs every ``print_every`` (losses, seconds, steps/s, the
@@ -18,32 +23,33 @@ are numbered by it (``ckpt-<step>``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
+import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+import weakref
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from mzsr_tf.checkpoints import make_manager, restore_latest, save_checkpoint
-from mzsr_tf.config import load_config, override, save_config, to_dict
+from mzsr_tf.config import (PRECISIONS, STRATEGIES, ConfigError, RunConfig, RuntimeConfig, load_run_config,
+                            save_run_config)
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-CONFIG_FILE = "config.json"
 LOG_DIR = "logs"
 
+ADAM_EPSILON = 1e-8
+"""TF1's ``AdamOptimizer`` default, used by the reference (Keras' default is 1e-7)."""
+
 Metrics = Dict[str, np.ndarray]
-LoopResultLike = Any  # a LoopResult (defined below)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,7 +57,27 @@ class NonFiniteLossError(RuntimeError):
 
 
 class ResumeError(ValueError):
-    """The requested ``--step`` does not match the checkpoints of the run folder."""
+    """The requested ``--step`` or configuration does not match the run folder's."""
+
+
+class WorkerLostError(RuntimeError):
+    """A multi-worker run lost contact with one of its workers (its collectives failed or timed
+    out); nothing was saved after the last good checkpoint, from which the run can resume."""
+
+
+WORKER_TIMEOUT_ENV = "MZSR_WORKER_TIMEOUT"
+"""Seconds without a heartbeat after which a multi-worker run takes a worker as lost (default 10,
+TensorFlow's coordination-service default)."""
+
+COLLECTIVE_TIMEOUT_ENV = "MZSR_COLLECTIVE_TIMEOUT"
+"""Seconds one all-reduce may wait for the other workers (default: no limit).  A bound for a worker
+that is alive (it still sends heartbeats) but never reaches the step; keep it well above the
+slowest step, the first one (tracing) and the chief's checkpoint saves included."""
+
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                      tf.errors.CancelledError, tf.errors.AbortedError,
+                      tf.errors.FailedPreconditionError)
+"""What a collective raises when a peer died, froze, restarted or timed out."""
 
 
 # --------------------------------------------------------------------------- strategies, precision
@@ -62,7 +88,8 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     - ``default``: no distribution (the current default strategy: one device).
     - ``mirrored``: ``MirroredStrategy`` over all local GPUs (or the CPU when there is none, or the
       logical CPUs configured with ``tf.config.set_logical_device_configuration``).
-    - ``multiworker``: ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``.
+    - ``multiworker``: ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``
+      (``make_multi_worker_strategy``).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -72,26 +99,108 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         devices = [d.name for d in gpus] if gpus else [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return make_multi_worker_strategy()
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def _seconds_from_env(name: str) -> Optional[float]:
+    """A positive number of seconds from the environment variable ``name`` (``None`` when unset)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={text!r}: expected a positive number of seconds")
+    return value
+
+
+def make_multi_worker_strategy() -> tf.distribute.Strategy:
+    """``MultiWorkerMirroredStrategy`` over the cluster of ``TF_CONFIG``, with bounded failure
+    detection.
+
+    Every worker runs the same program with its own ``TF_CONFIG``
+    (``{"cluster": {"worker": ["host0:port", ...]}, "task": {"type": "worker", "index": i}}``);
+    worker 0 (or the ``chief`` task, if the cluster has one) is the chief.  The constructor waits
+    until every worker has joined.  A worker that dies is noticed at once by the collectives of the
+    step in flight (its connections close), one that freezes or vanishes from the network when it
+    sends no heartbeat for ``MZSR_WORKER_TIMEOUT`` seconds (default 10); the step then fails on
+    every other worker and ``run_loop`` raises ``WorkerLostError``.  ``MZSR_COLLECTIVE_TIMEOUT``
+    optionally bounds each all-reduce as well.
+
+    TensorFlow must set collectives up before its runtime starts; the scripts' start-up only lists
+    the devices (to silence their messages), so a runtime that has been started but holds no
+    collective configuration is re-created first.  Call this before creating any tensor.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    if not os.environ.get("TF_CONFIG", "").strip():
+        raise ConfigError("--strategy multiworker needs TF_CONFIG (the cluster and this worker's task, "
+                          "as JSON) in the environment of every worker; see README 'Multi-worker "
+                          "training'")
+    try:
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        spec = resolver.cluster_spec()
+    except ValueError as error:
+        raise ConfigError(f"TF_CONFIG: {error}") from None
+    if not spec.as_dict() or resolver.task_type is None:
+        raise ConfigError("TF_CONFIG must name the cluster and this worker's task: "
+                          '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+                          '"index": i}}')
+    heartbeat = _seconds_from_env(WORKER_TIMEOUT_ENV)
+    collective_timeout = _seconds_from_env(COLLECTIVE_TIMEOUT_ENV)
+    ctx = context.context()
+    if ctx._context_handle is not None and ctx._collective_leader is None:  # pylint: disable=protected-access
+        context._reset_context()  # pylint: disable=protected-access
+        ctx = context.context()
+    if ctx.coordination_service is None:
+        # What MultiWorkerMirroredStrategy configures itself, with our heartbeat timeout.
+        jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+                for job in ("chief", "worker") if job in spec.jobs]
+        timeout_ms = int(1000 * heartbeat) if heartbeat else 0
+        ctx.configure_coordination_service(
+            service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+            heartbeat_timeout_in_ms=timeout_ms, shutdown_barrier_timeout_in_ms=timeout_ms,
+            coordinated_jobs=jobs)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                     communication_options=options)
+
+
+def worker_count(strategy: tf.distribute.Strategy) -> int:
+    """The number of worker processes (chief included) that train together: 1 without multi-worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
+
+
 def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
+    """``precision`` if it is one of ``config.PRECISIONS``, else a ``ConfigError`` listing them."""
+    return RuntimeConfig(precision=precision).precision
 
 
 def compute_dtype(precision: str) -> tf.DType:
     """The convolutions' dtype: float16 / bfloat16 for the mixed precisions (variables, losses and
     updates stay float32), else float32."""
-    return {"float32": tf.float32, "mixed_float16": tf.float16,
-            "mixed_bfloat16": tf.bfloat16}[check_precision(precision)]
+    return tf.as_dtype(PRECISIONS[check_precision(precision)])
 
 
 def needs_loss_scaling(precision: str) -> bool:
     """float16's narrow exponent range needs loss scaling; bfloat16 has float32's range."""
     return check_precision(precision) == "mixed_float16"
+
+
+def make_adam(learning_rate: Any, precision: str) -> keras.optimizers.Optimizer:
+    """Adam with TF1's epsilon (the reference's), wrapped in a dynamic ``LossScaleOptimizer`` under
+    ``mixed_float16``."""
+    adam = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ADAM_EPSILON)
+    return keras.optimizers.LossScaleOptimizer(adam) if needs_loss_scaling(precision) else adam
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -104,7 +213,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
                                             and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def replica_count(strategy: tf.distribute.Strategy, global_batch: int, what: str) -> int:
+def per_replica_batch(strategy: tf.distribute.Strategy, global_batch: int, what: str) -> int:
     """``global_batch // replicas``, or a clear error when the batch does not split evenly."""
     replicas = strategy.num_replicas_in_sync
     if global_batch % replicas:
@@ -122,7 +231,7 @@ def split_across_replicas(strategy: tf.distribute.Strategy, batch: Any) -> Any:
     first = tf.nest.flatten(batch)[0]
     if strategy.num_replicas_in_sync == 1 or isinstance(first, tf.distribute.DistributedValues):
         return batch
-    size = replica_count(strategy, int(first.shape[0]), "the batch size")
+    size = per_replica_batch(strategy, int(first.shape[0]), "the batch size")
 
     def local(context: tf.distribute.ValueContext):
         start = context.replica_id_in_sync_group * size
@@ -175,28 +284,123 @@ def run_directory(checkpoint_dir: str, trial: int) -> str:
     return os.path.join(checkpoint_dir, f"Model{trial}")
 
 
+class RunLock:
+    """An exclusive lock on a run folder for as long as this process trains in it.
+
+    ``fcntl.flock`` on ``<directory>/.lock``: the operating system releases it when the process
+    ends, however it ends, so a crashed run never leaves a stale lock behind.  A second process that
+    asks for the lock of a folder in use gets a ``ResumeError`` at once.
+    """
+
+    FILE = ".lock"
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        os.makedirs(self.directory, exist_ok=True)
+        handle = open(os.path.join(self.directory, self.FILE), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ResumeError(f"{self.directory} is in use by a running training ({holder}); wait for it "
+                              f"to finish or stop it, or train into another --trial / --checkpoint-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases the flock
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def check_resumable(directory: str, run: RunConfig) -> Optional[RunConfig]:
+    """Refuse, before anything is written, to train into a run folder that holds checkpoints of a
+    run with another configuration; return the folder's saved ``RunConfig`` (``None`` for a new run).
+
+    Only the fields of ``config.RUN_LENGTH_FIELDS`` (how long, how often, where, the strategy) may
+    differ.
+    """
+    if tf.train.latest_checkpoint(directory) is None:
+        return None
+    saved = load_run_config(directory)
+    if saved is None:
+        return None
+    differences = run.resume_differences(saved)
+    if differences:
+        listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(differences.items()))
+        raise ResumeError(f"{directory} holds a run with another configuration ({listed}); resume it "
+                          f"with its own (omit --config and the flags that change it) or train into "
+                          f"another --trial / --checkpoint-dir")
+    return saved
+
+
 class RunState:
     """A run folder: checkpoints of ``trackables`` numbered by ``step``, config, TensorBoard logs.
 
     Args:
-      directory: the run folder (created).  Non-chief workers of a multi-worker run write to a
-        temporary folder instead, so only the chief's files are kept.
-      config: the resolved configuration dataclass, written to ``directory/config.json``.
+      directory: the run folder (created).
+      run: the resolved ``RunConfig``, written to ``directory/config.json``.
       step: the int64 step variable the training step advances.
       max_to_keep: the number of checkpoints kept.
       trackables: what a checkpoint holds, e.g. ``model=``, ``optimizer=``, ``data=`` (an iterator).
-      chief: whether this worker is the chief.
+      chief: whether this worker is the chief.  In a multi-worker run every worker saves (TensorFlow
+        requires all of them to take part), but only the chief into the run folder: the others
+        write their checkpoints, config and logs into a temporary folder of their own
+        (``directory`` then; removed by ``close``), and resume from the run folder's checkpoint.
+      workers: the number of workers training together; with more than one, ``run_loop`` turns
+        a failed collective into ``WorkerLostError``.
     """
 
-    def __init__(self, directory: str, config: Any, step: tf.Variable, max_to_keep: int,
-                 chief: bool = True, **trackables):
+    def __init__(self, directory: str, run: RunConfig, step: tf.Variable, max_to_keep: int,
+                 chief: bool = True, workers: int = 1, **trackables):
+        self.run_directory = directory
+        self.chief = chief
+        self.workers = workers
         self.directory = directory if chief else tempfile.mkdtemp(prefix="mzsr_worker_")
         os.makedirs(self.directory, exist_ok=True)
-        self.config = config
+        # A non-chief's scratch folder goes when the state does (or at exit), whatever ends the run.
+        self._scratch = None if chief else weakref.finalize(self, shutil.rmtree, self.directory, True)
+        self.run = run
         self.step = step
         self.manager = make_manager(self.directory, max_to_keep, step=step, **trackables)
         self.last_saved: Optional[str] = self.manager.latest_checkpoint
         self.writer = tf.summary.create_file_writer(os.path.join(self.directory, LOG_DIR))
+
+    def close(self) -> None:
+        """Close the summary writer; a non-chief worker removes its temporary folder."""
+        self.writer.close()
+        if self._scratch is not None:
+            self._scratch()
+
+    def run_checkpoint(self, path: Optional[str]) -> Optional[str]:
+        """The run folder's name of checkpoint ``path`` (a non-chief's copy is named after the
+        chief's, which holds the same values)."""
+        if path is None or self.chief:
+            return path
+        return os.path.join(self.run_directory, os.path.basename(path))
+
+    def latest_run_checkpoint(self) -> Optional[str]:
+        """The latest checkpoint of the run folder (the chief's), if this worker can see it."""
+        try:
+            return tf.train.latest_checkpoint(self.run_directory)
+        except (OSError, tf.errors.OpError):
+            return None
 
     @property
     def current_step(self) -> int:
@@ -209,13 +413,16 @@ class RunState:
         number must equal the latest checkpoint's step (``0`` with no checkpoint means a fresh
         start), otherwise ``ResumeError`` says what the folder holds.
         """
-        latest = self.manager.latest_checkpoint
+        # A non-chief resumes from the chief's run folder (its own folder is a fresh scratch one).
+        manager = self.manager if self.chief else tf.train.CheckpointManager(
+            self.manager.checkpoint, self.run_directory, max_to_keep=None)
+        latest = manager.latest_checkpoint
         if latest is None:
             if requested_step:
-                raise ResumeError(f"--step {requested_step}: {self.directory} holds no checkpoint "
+                raise ResumeError(f"--step {requested_step}: {self.run_directory} holds no checkpoint "
                                   f"to resume (use --step 0 to start a new run)")
             return None
-        restored = restore_latest(self.manager)
+        restored = restore_latest(manager)
         if requested_step is not None and requested_step != self.current_step:
             raise ResumeError(f"--step {requested_step} does not match the latest checkpoint "
                               f"{latest} (step {self.current_step}); pass --step "
@@ -230,25 +437,9 @@ class RunState:
         self.last_saved = save_checkpoint(self.manager)
         return self.last_saved
 
-    def write_config(self, extra: Optional[Mapping[str, Any]] = None) -> str:
-        """Write the resolved config to ``config.json`` (logging what changed since the last run)."""
-        path = os.path.join(self.directory, CONFIG_FILE)
-        if os.path.isfile(path):
-            try:
-                previous = to_dict(load_config(path, type(self.config)))
-            except (ValueError, KeyError, TypeError):
-                previous = None
-            if previous is not None:
-                changed = {k: (previous.get(k), v) for k, v in to_dict(self.config).items()
-                           if previous.get(k) != v}
-                if changed:
-                    log.warning("config differs from %s: %s", path, ", ".join(
-                        f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items())))
-        save_config(path, self.config)
-        if extra:
-            with open(os.path.join(self.directory, "run.json"), "w") as f:
-                json.dump(dict(extra), f, indent=2)
-        return path
+    def write_config(self) -> str:
+        """Write the resolved ``RunConfig`` to ``config.json``; return its path."""
+        return save_run_config(self.directory, self.run)
 
 
 def data_is_checkpointable(source: Any) -> bool:
@@ -258,45 +449,6 @@ def data_is_checkpointable(source: Any) -> bool:
         return True
     from mzsr_tf.data.records import format_of, resolve_record_files
     return format_of(resolve_record_files(source)[0]) != "hdf5"
-
-
-# --------------------------------------------------------------------------- command line
-
-EXIT_OK, EXIT_NON_FINITE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def config_with_overrides(config: Any, json_path: Optional[str], flags: Mapping[str, Any]) -> Any:
-    """``config`` overridden by the JSON object in ``json_path`` (if any), then by ``flags``
-    (entries that are ``None`` are ignored).  Bad files are a ``ValueError`` naming them."""
-    if json_path:
-        try:
-            with open(json_path) as f:
-                values = json.load(f)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"--config {json_path}: cannot read a JSON object ({error})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"--config {json_path}: expected a JSON object of {type(config).__name__} "
-                             f"options, got {type(values).__name__}")
-        config = override(config, values.get("values", values))
-    return override(config, {k: v for k, v in flags.items() if v is not None})
-
-
-def exit_code_of(train: Callable[[], LoopResultLike]) -> int:
-    """Run ``train``; 0 when it finished or was interrupted (and saved), 1 on a non-finite loss,
-    2 on bad input (checkpoints, records, ``--step``, config values), with a one-line message."""
-    from mzsr_tf.checkpoints import CheckpointError
-    from mzsr_tf.data.records import RecordError
-
-    try:
-        result = train()
-    except (CheckpointError, RecordError, ResumeError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return EXIT_NON_FINITE
-    log.info("[*] %s: step %d, checkpoint %s", result.status, result.step, result.checkpoint)
-    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- the loop
@@ -337,6 +489,73 @@ def check_finite(metrics: Mapping[str, Any], step: int, last_checkpoint: Optiona
             f"Lower the learning rate, check the training data, or resume from that checkpoint")
 
 
+def _collective_reason(error: tf.errors.OpError) -> str:
+    """The useful line of a failed collective's message (TensorFlow's holds a Python stack too)."""
+    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        for marker in ("Collective ops is aborted by:", "aborted by:"):
+            if marker in line:
+                reason = line.split(marker, 1)[1].strip()
+                # the heartbeat message names the lost task on the next line
+                if reason.endswith(":") and i + 1 < len(lines):
+                    reason = f"{reason} {lines[i + 1]}"
+                return reason
+    for line in lines:
+        if "timed out" in line or "heartbeat" in line:
+            return line
+    return lines[-1] if lines else type(error).__name__
+
+
+def worker_lost(error: tf.errors.OpError, state: RunState, step: Optional[int] = None
+                ) -> WorkerLostError:
+    """The ``WorkerLostError`` of a collective that failed in a multi-worker step (``step``, or the
+    start of the run when ``None``).  The failed step may have advanced the step counter and part
+    of the weights, so nothing is saved."""
+    last = state.latest_run_checkpoint() or state.run_checkpoint(state.last_saved)
+    kept = (f"the last checkpoint is {last}" if last
+            else f"no checkpoint had been saved in {state.run_directory}")
+    reason = " ".join(_collective_reason(error).split())
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    return WorkerLostError(
+        f"lost a worker of the multi-worker run {f'during step {step}' if step else 'at start-up'} "
+        f"({type(error).__name__}: {reason}); training stopped without saving and {kept}. "
+        f"Resume it by starting every worker again with the same command, or on fewer machines "
+        f"with --strategy default or mirrored (TF_CONFIG unset)")
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, state: RunState,
+                        variables: Sequence[tf.Variable]) -> None:
+    """In a multi-worker run, check that every worker starts from the chief's step and weights.
+
+    Each worker restores (or loads its transfer weights) by itself, so all of them must see the
+    same files; one that does not would otherwise train different weights with the same updates.
+    Raises ``ResumeError`` naming the run folder.
+    """
+    if state.workers <= 1:
+        return
+    local = np.array([float(state.current_step),
+                      sum(float(np.sum(np.asarray(v.numpy(), np.float64))) for v in variables),
+                      sum(float(np.sum(np.square(np.asarray(v.numpy(), np.float64)))) for v in variables)])
+
+    def first_replica_only():
+        first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        return tf.constant(local) * tf.cast(first, tf.float64)
+
+    try:
+        reference = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(first_replica_only),
+                                    axis=None).numpy()
+    except LOST_WORKER_ERRORS as error:
+        raise worker_lost(error, state) from None
+    # The sums of identical weights agree to float64 rounding, whatever the device.
+    if reference[0] != local[0] or not np.allclose(local[1:], reference[1:], rtol=1e-9, atol=0.0):
+        raise ResumeError(
+            f"the workers of the multi-worker run do not start from the same weights (this one: step "
+            f"{int(local[0])}, the chief: step {int(reference[0])}): each worker resumes from the "
+            f"chief's run folder {state.run_directory} and loads the same transfer checkpoint, so "
+            f"these must be on storage every worker sees, at the same path")
+
+
 def run_loop(step_fn: Callable[[Any], Metrics], batches: Iterator, state: RunState,
              settings: LoopSettings, report: Callable[[int, Metrics, Any], None],
              guard: Optional[SignalGuard] = None) -> LoopResult:
@@ -367,9 +586,15 @@ def run_loop(step_fn: Callable[[Any], Metrics], batches: Iterator, state: RunSta
         t = time.perf_counter()
         batch = next(batches)
         data_seconds += time.perf_counter() - t
-        metrics = step_fn(batch)
+        step_before = state.current_step
+        try:
+            metrics = step_fn(batch)
+        except LOST_WORKER_ERRORS as error:
+            if state.workers <= 1:
+                raise
+            raise worker_lost(error, state, step_before + 1) from None
         step = state.current_step
-        check_finite(metrics, step, state.last_saved)
+        check_finite(metrics, step, state.run_checkpoint(state.last_saved))
         if step % settings.print_every == 0:
             now = time.perf_counter()
             seconds = now - interval_start
@@ -385,6 +610,7 @@ def run_loop(step_fn: Callable[[Any], Metrics], batches: Iterator, state: RunSta
         status = "interrupted"
     checkpoint = state.save() if state.current_step > start_step or state.last_saved is None \
         else state.last_saved
+    checkpoint = state.run_checkpoint(checkpoint)
     elapsed = time.perf_counter() - start
     rate = (state.current_step - start_step) / max(elapsed, 1e-9)
     if status == "interrupted":

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from mzsr_tf import adaptation, degradation, kernels
-from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.config import ModelConfig, preset_for_model
 from mzsr_tf.imresize import imresize
+from mzsr_tf.meta_test import MetaTester
 from mzsr_tf.model import MZSRNet
 from synthetic import cosine_image
 

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from mzsr_tf import checkpoints, curves, degradation, kernels, metrics, plots
-from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.config import preset_for_model
+from mzsr_tf.meta_test import MetaTester
 from mzsr_tf.model import MZSRNet
 
 
@@ -114,3 +114,103 @@ def test_learning_curve_script_joins_earlier_phases(run, tmp_path):
                           "--folder", folder, "--out", str(out), "--before", f"{tmp_path / 'missing.json'}@3"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.json: not a learning-curve JSON" in bad.stderr
+
+
+# --------------------------------------------------------------------------- rows reused only when they match
+
+def _tamper(out):
+    """Mark every saved score: a row that is reused instead of scored again shows -1."""
+    saved = json.loads(out.read_text())
+    for row in saved["rows"]:
+        for scores in row["scores"].values():
+            for key in scores:
+                scores[key] = -1.0
+    out.write_text(json.dumps(saved))
+
+
+def _scores(rows):
+    return [value for row in rows for scores in row["scores"].values() for value in scores.values()]
+
+
+def test_rows_are_reused_only_for_the_same_folders_and_steps(run, tmp_path):
+    import shutil
+
+    folders = {"tiny": (str(run / "LR"), str(run / "GT"), str(run / "k.mat"))}
+    config = preset_for_model(0).adaptation_config()
+    out = tmp_path / "curve.json"
+    first = curves.learning_curve(str(run / "run"), folders, config, steps=(1,), out_json=str(out), log=lambda s: None)
+    _tamper(out)
+    lines = []
+    other_steps = curves.learning_curve(str(run / "run"), folders, config, steps=(1, 2), out_json=str(out),
+                                        log=lines.append)
+    assert all(value > 10 for value in _scores(other_steps))  # scored again, not the -1 of the file
+    assert [row["scores"]["tiny"]["mzsr_1"] for row in other_steps] == [row["scores"]["tiny"]["mzsr_1"] for row in first]
+    assert all("mzsr_2" in row["scores"]["tiny"] for row in other_steps)
+    assert lines[0] == f"{out}: its 2 row(s) were scored with other steps; scoring again"
+
+    # the same folder name over a copy of the images elsewhere: other paths, scored again
+    copy = tmp_path / "copy"
+    for sub in ("LR", "GT"):
+        shutil.copytree(run / sub, copy / sub)
+    _tamper(out)
+    lines.clear()
+    moved = {"tiny": (str(copy / "LR"), str(copy / "GT"), str(run / "k.mat"))}
+    elsewhere = curves.learning_curve(str(run / "run"), moved, config, steps=(1, 2), out_json=str(out),
+                                      log=lines.append)
+    assert _scores(elsewhere) == _scores(other_steps)  # same images, scored again
+    assert lines[0].endswith("scored with other folders; scoring again")
+
+    # everything equal: the rows are reused (the marks come back)
+    _tamper(out)
+    again = curves.learning_curve(str(run / "run"), moved, config, steps=(2, 1), out_json=str(out), log=lambda s: None)
+    assert _scores(again) == [-1.0] * 4
+    assert json.loads(out.read_text())["key"]["folders"] == {"tiny": [str(copy / "LR"), str(copy / "GT"),
+                                                                      str(run / "k.mat")]}
+
+
+def test_a_curve_of_another_run_is_refused_not_mixed(run, tmp_path, capsys):
+    import os
+    import shutil
+
+    from mzsr_tf import cli
+
+    other = tmp_path / "other_run"
+    other.mkdir()
+    for file in (run / "run").glob("ckpt-20.*"):
+        shutil.copy(file, other / file.name)
+    folders = {"tiny": (str(run / "LR"), str(run / "GT"), str(run / "k.mat"))}
+    config = preset_for_model(0).adaptation_config()
+    out = tmp_path / "curve.json"
+    curves.learning_curve(str(other), folders, config, steps=(1,), out_json=str(out), log=lambda s: None)
+    before = out.read_text()
+    message = (f"{out} holds the learning curve of run {os.path.realpath(other)}, not of "
+               f"{os.path.realpath(run / 'run')}; give another --out (a curve JSON belongs to one run)")
+    with pytest.raises(ValueError) as info:
+        curves.learning_curve(str(run / "run"), folders, config, steps=(1,), out_json=str(out), log=lambda s: None)
+    assert str(info.value) == message
+    assert out.read_text() == before  # neither mixed nor overwritten
+    folder = f"tiny={run / 'LR'},{run / 'GT'},{run / 'k.mat'}"
+    code = cli.learning_curve_script(["--run", str(run / "run"), "--folder", folder, "--steps", "1",
+                                      "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("option", ["--out", "--png", "--chain-out"])
+def test_output_paths_are_checked_before_any_checkpoint_is_scored(run, tmp_path, capsys, monkeypatch, option):
+    from mzsr_tf import cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint was scored before the output paths were checked")
+    monkeypatch.setattr(curves, "score_checkpoint", refuse)
+    (tmp_path / "taken").write_text("a file")
+    bad = tmp_path / "taken" / "curve.x"
+    paths = {"--out": str(tmp_path / "curve.json"), "--png": str(tmp_path / "curve.png"),
+             "--chain-out": str(tmp_path / "joined.json")}
+    paths[option] = str(bad)
+    argv = ["--run", str(run / "run"), "--folder", f"tiny={run / 'LR'},{run / 'GT'},{run / 'k.mat'}"]
+    for flag, path in paths.items():
+        argv += [flag, path]
+    code = cli.learning_curve_script(argv)
+    assert code == 2
+    assert capsys.readouterr().err == f"error: {option} {bad}: {tmp_path / 'taken'} is a file, not a folder\n"
+    assert not (tmp_path / "curve.json").exists()

@@ -197,3 +197,24 @@ def test_real_training_images_match_the_recipe(tmp_path, shared_dir):
                 expected += 8 * int(np.log(score + 1e-10) >= -6.0)
     summary = B.build_records(folder, tmp_path / "real", B.PatchRecipe())
     assert summary["num_records"] == expected > 0
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_image_is_read(tmp_path, capsys):
+    from mzsr_tf.atomic import OutputPathError
+
+    (tmp_path / "taken").write_text("a file")
+    # the label folder does not even exist: the output is checked first
+    with pytest.raises(OutputPathError, match=rf"^record file {tmp_path / 'taken' / 'x.tfrecord'}: "
+                                              rf"{tmp_path / 'taken'} is a file, not a folder$"):
+        B.build_records(tmp_path / "nowhere", tmp_path / "taken" / "x", B.PatchRecipe())
+    code = _script().main(["--labelpath", str(tmp_path / "nowhere"), "--tfrecord", str(tmp_path / "taken" / "x")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"error: --tfrecord {tmp_path / 'taken' / 'x.tfrecord'}: "
+                                       f"{tmp_path / 'taken'} is a file, not a folder\n")
+
+
+def test_records_and_sidecar_appear_together_with_nothing_else(tmp_path, hr_folder):
+    summary = B.build_records(hr_folder, tmp_path / "out" / "t", B.PatchRecipe(), fmt="hdf5", num_shards=2)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "t-00000-of-00002.h5", "t-00001-of-00002.h5", "t.h5.json"]
+    assert json.loads((tmp_path / "out" / "t.h5.json").read_text()) == summary

@@ -1,9 +1,12 @@
-"""mzsr_tf.data.images: PNG/BMP/JPEG as uint8 RGB, channel and bit-depth conversions, errors."""
+"""mzsr_tf.data.images: PNG/BMP/JPEG/TIFF as uint8 RGB, channel and bit-depth conversions, strict mode, errors."""
+import warnings
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mzsr_tf.data.images import ImageReadError, list_images, read_image, to_rgb_uint8
+from mzsr_tf.data.images import (ImageReadError, decode_image, is_grayscale, list_images, read_image,
+                                 to_rgb_uint8)
 
 
 def _rgb(height=5, width=7, seed=0):
@@ -110,3 +113,98 @@ def test_empty_folder_is_an_error_naming_it(tmp_path):
 def test_missing_folder_is_an_error_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nowhere: image folder does not exist"):
         list_images(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- one lister and reader for every tool
+
+class _ToolError(ValueError):
+    """Stands for a caller's own error class (MetaTestError, TestSetError)."""
+
+
+def test_tiff_is_listed_and_read_losslessly(tmp_path):
+    image = _rgb(6, 4, seed=3)
+    iio.imwrite(tmp_path / "a.TIF", image)
+    iio.imwrite(tmp_path / "b.tiff", image[::-1])
+    paths = list_images(tmp_path)
+    assert [p.split("/")[-1] for p in paths] == ["a.TIF", "b.tiff"]
+    np.testing.assert_array_equal(read_image(paths[0], strict=True), image)
+    np.testing.assert_array_equal(read_image(paths[1]), image[::-1])
+
+
+def test_folder_errors_name_the_role_and_use_the_callers_error_class(tmp_path):
+    with pytest.raises(_ToolError, match=r"^input folder .*nowhere does not exist$"):
+        list_images(tmp_path / "nowhere", "input", error=_ToolError)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(_ToolError, match=r"^GT folder .*empty holds no images \(\.png, .*\.tiff\)$"):
+        list_images(tmp_path / "empty", "GT", error=_ToolError)
+
+
+def test_strict_reads_8_bit_rgb_unchanged(tmp_path):
+    image = _rgb(5, 6, seed=4)
+    path = tmp_path / "rgb.png"
+    iio.imwrite(path, image)
+    out = read_image(path, strict=True)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, image)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.arange(20, dtype=np.uint8).reshape(4, 5), "grayscale image; the meta-test takes RGB images"),
+    (np.arange(80, dtype=np.uint8).reshape(4, 5, 4), r"image with 4 channels \(shape \(4, 5, 4\)\)"),
+    (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000, "uint16 image; the meta-test takes 8-bit RGB"),
+])
+def test_strict_refuses_what_the_default_converts(tmp_path, array, message):
+    path = tmp_path / "odd.png"
+    iio.imwrite(path, array)
+    with pytest.raises(_ToolError, match=rf"odd\.png: {message}"):
+        read_image(path, strict=True, error=_ToolError)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropping the alpha channel warns (tested above)
+        assert read_image(path).shape == (4, 5, 3)  # the default reader converts the same file
+
+
+def test_unreadable_file_with_a_role_and_the_callers_error_class(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"this is not a png")
+    with pytest.raises(_ToolError, match=r"^cannot read HR image .*broken\.png: "):
+        read_image(path, what="HR image", error=_ToolError)
+    with pytest.raises(_ToolError, match=r"^cannot read image .*broken\.png: "):
+        read_image(path, strict=True, what="image", error=_ToolError)
+
+
+def test_is_grayscale_by_layout():
+    assert is_grayscale(np.zeros((3, 4), np.uint8))
+    assert is_grayscale(np.zeros((3, 4, 1), np.uint8))
+    assert is_grayscale(np.zeros((3, 4, 2), np.uint8))  # gray + alpha
+    assert not is_grayscale(np.zeros((3, 4, 3), np.uint8))
+    assert not is_grayscale(np.zeros((3, 4, 4), np.uint8))
+
+
+def test_decode_image_returns_the_file_as_stored(tmp_path):
+    values = np.array([[0, 257, 65535]], dtype=np.uint16)
+    iio.imwrite(tmp_path / "deep.png", values)
+    decoded = decode_image(tmp_path / "deep.png")
+    assert decoded.dtype == np.uint16
+    np.testing.assert_array_equal(decoded, values)
+
+
+def test_strict_refuses_a_16_bit_rgb_png_the_decoder_reads_as_8_bit(tmp_path):
+    from mzsr_tf.data.images import png_bit_depth
+    from pngs import write_png16
+
+    deep = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000 + 7).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    write_png16(path, deep)
+    decoded = decode_image(path)
+    if decoded.dtype == np.uint8:  # imageio's Pillow plugin: the high byte of each sample
+        np.testing.assert_array_equal(decoded, deep >> 8)
+    assert png_bit_depth(path) == 16
+    with pytest.raises(_ToolError, match=r"deep\.png: 16-bit .*the meta-test takes 8-bit RGB"):
+        read_image(path, strict=True, error=_ToolError)
+    assert read_image(path).shape == (4, 5, 3)  # the default reader still converts it
+    # an 8-bit RGB PNG and a non-PNG file are told apart from it by the header
+    iio.imwrite(tmp_path / "flat.png", _rgb())
+    assert png_bit_depth(tmp_path / "flat.png") == 8
+    iio.imwrite(tmp_path / "flat.bmp", _rgb())
+    assert png_bit_depth(tmp_path / "flat.bmp") is None
+    np.testing.assert_array_equal(read_image(tmp_path / "flat.png", strict=True), _rgb())

@@ -1,5 +1,6 @@
 """mzsr_tf.data.records: the reference's TFRecord schema, HDF5, shards, and damaged files."""
 import json
+import pathlib
 
 import h5py
 import numpy as np
@@ -226,3 +227,24 @@ def test_format_detection(tmp_path):
     (tmp_path / "noext").write_bytes((tmp_path / "x.h5").read_bytes())
     assert R.format_of(tmp_path / "noext") == "hdf5"
     assert _read_all(R.read_patches(tmp_path / "noext", SHAPE)).shape == (2,) + SHAPE
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "hdf5"])
+def test_a_failed_write_leaves_the_old_files_and_no_partial_one(tmp_path, fmt):
+    from mzsr_tf.atomic import WriteError
+
+    path = tmp_path / f"x{R.extension_for(fmt)}"
+    old = _patches(4, seed=1)
+    R.write_records(path, [{"label": old}], 4, fmt, num_shards=2, sidecar=lambda shards: {"version": "old"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == sorted([pathlib.Path(f).name for f in R.shard_paths(path, 2)] + [path.name + ".json"])
+
+    def batches():  # the disk fills up after the first shard
+        yield {"label": _patches(3, seed=2)}
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError) as info:
+        R.write_records(path, batches(), 6, fmt, num_shards=2, sidecar=lambda shards: {"version": "new"})
+    assert str(info.value) == f"cannot write {R.shard_paths(path, 2)[1]}: No space left on device"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old set intact, nothing added
+    np.testing.assert_array_equal(_read_all(R.read_patches(R.shard_paths(path, 2), SHAPE)), old)

@@ -10,14 +10,14 @@ import pytest
 import tensorflow as tf
 
 from mzsr_tf import evaluate, metrics, testsets
-from mzsr_tf.adaptation import MetaTester, adapt_steps
+from mzsr_tf.adaptation import adapt_steps
 from mzsr_tf.checkpoints import export_weights
 from mzsr_tf.config import ModelConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.evaluate import EvaluationError, ZSSRConfig
 from mzsr_tf.imresize import imresize
-from mzsr_tf.kernels import load_kernel
-from mzsr_tf.meta_test import run_folder
+from mzsr_tf.kernels import KernelSource, load_kernel
+from mzsr_tf.meta_test import MetaTester, run_folder
 from mzsr_tf.model import MZSRNet
 from synthetic import cosine_image
 
@@ -92,11 +92,12 @@ def test_numbers_equal_a_direct_meta_test(evaluated, tmp_path):
     records = {(r["kernel"], r["image"]): r["columns"] for r in evaluated["results"]["images"]}
     for kernel_name in KERNELS:
         paper_kernel = testsets.get_kernel(kernel_name)
-        kernel = load_kernel(evaluated["testsets"] / "Input" / kernel_name / "kernel.mat").astype(np.float32)
+        kernel_path = evaluated["testsets"] / "Input" / kernel_name / "kernel.mat"
+        kernel_source = KernelSource.fixed(load_kernel(kernel_path).astype(np.float32), str(kernel_path))
         config = get_preset(paper_kernel.preset).adaptation_config(num_steps=2)
         summary = run_folder(MetaTester(evaluated["model"].trainable_variables, config),
                              str(evaluated["testsets"] / "Input" / kernel_name / "Set5"), str(tmp_path / kernel_name),
-                             kernel, gt_dir=str(evaluated["testsets"] / paper_kernel.gt_folder / "Set5"),
+                             kernel_source, gt_dir=str(evaluated["testsets"] / paper_kernel.gt_folder / "Set5"),
                              log=lambda s: None)
         for image in summary["images"]:
             columns = records[(kernel_name, image["name"])]
@@ -212,8 +213,60 @@ def test_missing_gt_folder_and_unpaired_images(tiny, tmp_path):
         evaluate.evaluate(cells, {"direct_x2": tiny["checkpoint"]}, steps=[1, -1])
 
 
+
+@pytest.mark.slow
+def test_a_kernel_folder_may_hold_one_kernel_per_image(tiny, tmp_path):
+    import shutil
+
+    from mzsr_tf.kernels import KernelError, isotropic_gaussian, save_kernel
+
+    copy = tmp_path / "ts"
+    shutil.copytree(tiny["testsets"], copy)
+    kernel_dir = copy / "Input" / "g20"
+    (kernel_dir / "kernel.mat").unlink()
+    per_image = {"a": isotropic_gaussian(21, 1.0), "b": isotropic_gaussian(15, 3.0)}
+    for stem, kernel in per_image.items():
+        save_kernel(kernel_dir / f"{stem}.mat", kernel)
+    cells = evaluate.find_cells(str(copy), ["g20"])
+    image_kernels = evaluate.check_cells(cells)
+    for stem, kernel in per_image.items():
+        image_kernel = image_kernels[str(kernel_dir / "Set5" / f"{stem}.png")]
+        assert image_kernel.origin == str(kernel_dir / f"{stem}.mat")
+        np.testing.assert_array_equal(image_kernel.kernel, kernel.astype(np.float32))
+    # each image adapted with its own kernel: the numbers of a meta-test given the same kernel folder
+    results = evaluate.evaluate(cells, {"direct_x2": tiny["checkpoint"]}, steps=[1], baselines=[],
+                                log=lambda s: None)
+    config = get_preset("direct_x2").adaptation_config(num_steps=1)
+    summary = run_folder(MetaTester(tiny["model"].trainable_variables, config), str(kernel_dir / "Set5"),
+                         str(tmp_path / "meta_test"), KernelSource.from_folder(kernel_dir),
+                         gt_dir=str(copy / "GT" / "Set5"), log=lambda s: None)
+    assert [r["kernel_file"] for r in results["images"]] == [str(kernel_dir / "a.mat"), str(kernel_dir / "b.mat")]
+    assert [r["columns"]["mzsr_1"]["psnr"] for r in results["images"]] == [
+        image["final_psnr"] for image in summary["images"]]
+    (kernel_dir / "b.mat").unlink()
+    with pytest.raises(KernelError, match=r"no kernel for image .*b\.png"):
+        evaluate.check_cells(evaluate.find_cells(str(copy), ["g20"]))
+    (kernel_dir / "a.mat").unlink()
+    with pytest.raises(EvaluationError, match=r"kernel file .*g20/kernel\.mat is missing"):
+        evaluate.find_cells(str(copy), ["g20"])
+
 def test_narrow_model_is_not_loaded_silently(tiny, tmp_path, capsys):
     narrow = MZSRNet(ModelConfig(width=8), seed=0)
     narrow(tf.zeros([1, 8, 8, 3]))
     prefix = export_weights(narrow, str(tmp_path / "narrow"))
     assert "shape" in _run(tiny, capsys, "--checkpoint", prefix, "--kernels", "g20")
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_image_is_computed(tiny, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated before the check"))
+    (tmp_path / "results").write_text("a file")
+    assert _run(tiny, capsys, "--out", str(tmp_path / "results")) == (
+        f"error: --out {tmp_path / 'results'}: is a file, not a folder")
+    assert (tmp_path / "results").read_text() == "a file"
+
+
+@pytest.mark.slow
+def test_outputs_leave_no_temporary_files(evaluated):
+    written = sorted(str(p.relative_to(evaluated["out"])) for p in evaluated["out"].rglob("*"))
+    assert written == ["figures", "figures/crops_b13.png", "figures/crops_g20.png", "figures/crops_g20x4.png",
+                       "figures/psnr_vs_steps.png", "results.csv", "results.json", "results.md"]

@@ -1,5 +1,6 @@
 """Tests for mzsr_tf.kernels: Gaussian conventions, random task kernels, .mat files and their errors."""
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -153,6 +154,7 @@ def _write_mat_v73(path, variables):
 
 def test_load_matlab_v73(tmp_path):
     k = kernels.anisotropic_gaussian(5, 0.5, 3.0, 1.0)[:, :4]
+    k = k / k.sum()  # a non-square kernel, still a kernel (summing to 1)
     path = tmp_path / "v73.mat"
     _write_mat_v73(path, {"kernel": k, "other": np.ones(2)})
     np.testing.assert_array_equal(kernels.load_kernel(path), k)
@@ -220,3 +222,107 @@ def test_matches_reference_gkernel_golden(golden_dir):
         for i, (ksize, theta, l1, l2) in enumerate(golden["params"]):
             ours = kernels.anisotropic_gaussian(int(ksize), theta, l1, l2)
             np.testing.assert_allclose(ours, golden[f"kernel_{i}"], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- KernelSource: the kernel of each image
+
+def test_kernel_folder_gives_each_image_its_own_file(tmp_path):
+    wide, narrow = kernels.isotropic_gaussian(9, 2.0), kernels.anisotropic_gaussian(7, 0.3, 1.5, 0.5)
+    kernels.save_kernel(tmp_path / "baby.mat", wide)
+    kernels.save_kernel(tmp_path / "bird.mat", narrow)
+    source = kernels.KernelSource.from_folder(tmp_path)
+    kernel, origin = source.kernel_for("/somewhere/Input/bird.png")
+    np.testing.assert_array_equal(kernel, narrow)
+    assert origin == str(tmp_path / "bird.mat")
+    np.testing.assert_array_equal(source.kernel_for("Input/baby.bmp").kernel, wide)
+    assert source.name == str(tmp_path)
+
+
+def test_kernel_folder_without_the_image_kernel_is_a_one_line_error(tmp_path):
+    kernels.save_kernel(tmp_path / "baby.mat", kernels.isotropic_gaussian(9, 2.0))
+    source = kernels.KernelSource.from_folder(tmp_path)
+    with pytest.raises(KernelError) as info:
+        source.kernel_for("Input/head.png")
+    message = str(info.value)
+    assert message == f"no kernel for image Input/head.png in kernel folder {tmp_path} (expected head.mat)"
+    with pytest.raises(KernelError, match=r"kernel folder .*nowhere does not exist"):
+        kernels.KernelSource.from_folder(tmp_path / "nowhere")
+
+
+def test_kernel_source_from_the_kernelpath_flag(tmp_path):
+    kernel = kernels.isotropic_gaussian(5, 1.0)
+    kernels.save_kernel(tmp_path / "k.mat", kernel)
+    bicubic = kernels.KernelSource.from_path("")
+    assert bicubic.kernel_for("a.png") == (None, "cubic") and bicubic.name == "cubic"
+    one_file = kernels.KernelSource.from_path(str(tmp_path / "k.mat"))
+    for image in ("a.png", "b.png"):
+        found, origin = one_file.kernel_for(image)
+        np.testing.assert_array_equal(found, kernel)
+        assert origin == str(tmp_path / "k.mat")
+    assert one_file.description == f"kernel {tmp_path / 'k.mat'} (5x5)"
+    assert kernels.KernelSource.from_path(str(tmp_path)).name == str(tmp_path)  # a folder: per image
+    with pytest.raises(KernelError, match=r"absent\.mat: kernel file not found"):
+        kernels.KernelSource.from_path(str(tmp_path / "absent.mat"))
+
+
+def test_fixed_kernel_is_checked():
+    with pytest.raises(KernelError, match=r"mine: kernel must have a positive sum"):
+        kernels.KernelSource.fixed(np.zeros((3, 3)), "mine")
+
+
+# --------------------------------------------------------------------------- kernels must be kernels
+
+DEMO_KERNEL = pathlib.Path(__file__).resolve().parents[1] / "dataset" / "demo" / "kernel.mat"
+
+
+def test_a_kernel_ten_times_too_bright_is_refused_saying_its_sum(tmp_path):
+    demo = kernels.load_kernel(DEMO_KERNEL)
+    path = tmp_path / "bright.mat"
+    scipy.io.savemat(path, {"kernel": 10 * demo})
+    with pytest.raises(KernelError, match=r"bright\.mat: kernel sums to 10, not 1 .*--normalize-kernel"):
+        kernels.load_kernel(path)
+    with pytest.raises(KernelError, match=r"sums to 10, not 1"):
+        kernels.KernelSource.from_path(str(path))
+    np.testing.assert_allclose(kernels.load_kernel(path, normalize=True), demo, rtol=1e-12)
+    source = kernels.KernelSource.from_path(str(path), normalize=True)
+    np.testing.assert_allclose(source.kernel_for("a.png").kernel, demo, rtol=1e-12)
+    assert source.description == f"kernel {path} (21x21), normalised to sum 1 (its sum: 10)"
+
+
+@pytest.mark.parametrize("factor, refused", [(1.0005, False), (0.9995, False), (1.002, True), (0.99, True)])
+def test_the_sum_tolerance_is_one_in_a_thousand(tmp_path, factor, refused):
+    kernel = kernels.isotropic_gaussian(9, 2.0) * factor
+    if refused:
+        with pytest.raises(KernelError, match=f"kernel sums to {kernel.sum():.6g}, not 1"):
+            kernels.check_kernel(kernel, "k")
+    else:
+        np.testing.assert_array_equal(kernels.check_kernel(kernel, "k"), kernel)  # accepted as it is
+
+
+def test_kernel_folder_normalises_each_file_only_when_asked(tmp_path):
+    demo = kernels.load_kernel(DEMO_KERNEL)
+    scipy.io.savemat(tmp_path / "baby.mat", {"kernel": 3 * demo})
+    with pytest.raises(KernelError, match=r"baby\.mat: kernel sums to 3, not 1"):
+        kernels.KernelSource.from_folder(tmp_path).kernel_for("Input/baby.png")
+    normalised = kernels.KernelSource.from_path(str(tmp_path), normalize=True)
+    np.testing.assert_allclose(normalised.kernel_for("Input/baby.png").kernel, demo, rtol=1e-12)
+    assert normalised.description.endswith("each normalised to sum 1")
+
+
+def test_negative_entries_are_refused_even_when_normalising_but_rounding_noise_is_kept():
+    kernel = kernels.isotropic_gaussian(7, 1.0)
+    ringing = kernel.copy()
+    ringing[0, 0] = -0.01 * kernel.max()
+    ringing /= ringing.sum()
+    for normalize in (False, True):
+        with pytest.raises(KernelError, match=r"mine: kernel has negative entries \(smallest -0\.00"):
+            kernels.check_kernel(ringing, "mine", normalize=normalize)
+    noisy = kernel.copy()
+    noisy[0, 0] = -1e-5 * kernel.max()  # below the tolerance: kept as it is
+    np.testing.assert_array_equal(kernels.check_kernel(noisy, "mine"), noisy)
+
+
+def test_save_kernel_refuses_what_load_kernel_would(tmp_path):
+    with pytest.raises(KernelError, match="sums to 2, not 1"):
+        kernels.save_kernel(tmp_path / "k.mat", 2 * kernels.isotropic_gaussian(5, 1.0))
+    assert not (tmp_path / "k.mat").exists()

@@ -93,6 +93,25 @@ def test_without_kernel_says_bicubic_explicitly(workspace, capsys):
     assert "bicubic ('cubic') down-sampling" in out
 
 
+def test_kernel_folder_gives_each_input_its_kernel_file(workspace, capsys, tmp_path):
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    kernel = kernels.load_kernel(workspace / "kernel.mat")
+    for name in ("a", "b"):
+        kernels.save_kernel(folder / f"{name}.mat", kernel)
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "per_image"),
+                          "--kernelpath", str(folder))
+    assert code == 0, err
+    per_image = json.loads((tmp_path / "per_image" / "01" / "results.json").read_text())
+    assert [r["kernel"] for r in per_image["images"]] == [str(folder / "a.mat"), str(folder / "b.mat")]
+    # the same kernel given as one file gives the same numbers
+    code, _, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "one_file"))
+    assert code == 0, err
+    one_file = json.loads((tmp_path / "one_file" / "01" / "results.json").read_text())
+    assert [r["final_psnr"] for r in per_image["images"]] == [r["final_psnr"] for r in one_file["images"]]
+    assert one_file["kernel"] == str(workspace / "kernel.mat")
+
+
 def _bad_input(workspace, capsys, tmp_path, **paths):
     args = {"inputpath": workspace / "LR", "gtpath": workspace / "GT", "kernelpath": workspace / "kernel.mat",
             "checkpoint": workspace / "ckpt" / "weights"}
@@ -178,6 +197,14 @@ def test_missing_kernel_file(workspace, capsys, tmp_path):
     assert "absent.mat" in err
 
 
+def test_kernel_folder_without_an_inputs_kernel(workspace, capsys, tmp_path):
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    kernels.save_kernel(folder / "a.mat", kernels.isotropic_gaussian(9, 2.0))
+    err = _bad_input(workspace, capsys, tmp_path, kernelpath=folder)
+    assert f"no kernel for image {workspace / 'LR' / 'b.png'} in kernel folder {folder}" in err
+
+
 def test_checkpoint_that_does_not_load(workspace, capsys, tmp_path):
     err = _bad_input(workspace, capsys, tmp_path, checkpoint=tmp_path / "no_such_ckpt")
     assert "no_such_ckpt" in err
@@ -188,3 +215,79 @@ def test_num_must_be_positive(capsys):
         _load_main().main(["--num", "0"])
     assert exit_info.value.code == 2
     assert "--num must be a positive integer" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- inputs and outputs checked first
+
+@pytest.fixture
+def no_checkpoint_loading(monkeypatch):
+    """Any checkpoint loading fails the test: the inputs must have been refused before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the inputs were checked")
+    monkeypatch.setattr(checkpoints, "load_weights", refuse)
+
+
+def test_a_missing_input_folder_fails_before_the_checkpoint_is_loaded(workspace, capsys, tmp_path,
+                                                                      no_checkpoint_loading):
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=tmp_path / "nowhere",
+                     checkpoint=tmp_path / "no_such_checkpoint")
+    assert err == f"error: input folder {tmp_path / 'nowhere'} does not exist\n"
+
+
+@pytest.mark.parametrize("case", ["file", "under_a_file"])
+def test_a_savepath_that_cannot_be_a_folder_fails_before_the_checkpoint_is_loaded(
+        workspace, capsys, tmp_path, no_checkpoint_loading, case):
+    (tmp_path / "taken").write_text("a file")
+    savepath = tmp_path / "taken" if case == "file" else tmp_path / "taken" / "deeper"
+    err = _bad_input(workspace, capsys, tmp_path, savepath=savepath)
+    assert err.startswith(f"error: --savepath {savepath / '01'}: ")
+    assert f"{tmp_path / 'taken'} is a file, not a folder" in err
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_a_kernel_ten_times_too_bright_is_refused_unless_normalised(workspace, capsys, tmp_path):
+    import scipy.io
+
+    bright = tmp_path / "bright.mat"
+    scipy.io.savemat(bright, {"kernel": 10 * kernels.load_kernel(workspace / "kernel.mat")})
+    err = _bad_input(workspace, capsys, tmp_path, kernelpath=bright)
+    assert f"{bright}: kernel sums to 10, not 1" in err and "--normalize-kernel" in err
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "normalised"),
+                          "--kernelpath", str(bright), "--normalize-kernel")
+    assert code == 0, err
+    assert "normalised to sum 1 (its sum: 10)" in out
+    code, _, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "proper"))
+    assert code == 0, err
+    normalised = json.loads((tmp_path / "normalised" / "01" / "results.json").read_text())
+    proper = json.loads((tmp_path / "proper" / "01" / "results.json").read_text())
+    assert normalised["kernel_normalized"] is True and proper["kernel_normalized"] is False
+    assert [r["final_psnr"] for r in normalised["images"]] == pytest.approx(
+        [r["final_psnr"] for r in proper["images"]], abs=1e-6)
+
+
+def test_a_16_bit_rgb_input_is_refused(workspace, capsys, tmp_path):
+    from pngs import write_png16
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    write_png16(folder / "a.png", np.full((12, 12, 3), 40000, np.uint16))
+    err = _bad_input(workspace, capsys, tmp_path, inputpath=folder, gtpath="")
+    assert "a.png: 16-bit PNG" in err and "8-bit RGB" in err
+
+
+def test_gt_names_that_do_not_correspond_are_named_in_a_warning(workspace, capsys, tmp_path):
+    import shutil
+
+    gt = tmp_path / "GT"
+    gt.mkdir()
+    shutil.copy(workspace / "GT" / "a_GT.png", gt / "a_GT.png")  # the reference's naming: a.png <-> a_GT.png
+    shutil.copy(workspace / "GT" / "b_GT.png", gt / "c.png")       # b.png's GT under another name
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "out"), gt=False)
+    assert code == 0 and "warning" not in out  # no GT: nothing to compare
+    code, out, err = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "out"), "--gtpath", str(gt))
+    assert code == 0 and err == "", err
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: 1 of 2 input/GT pairs have names that do not correspond (paired by sorted "
+                        "order; GT of x.png: x.png or x_GT.png): b.png <-> c.png"]
+    code, out, _ = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "out"))
+    assert code == 0 and "warning" not in out  # a.png <-> a_GT.png, b.png <-> b_GT.png

@@ -18,13 +18,18 @@ import pytest
 import tensorflow as tf
 
 from mzsr_tf import meta_train
-from mzsr_tf.config import MetaTrainConfig, ModelConfig
+from mzsr_tf.config import MetaTrainConfig, ModelConfig, RunConfig, RuntimeConfig
 from mzsr_tf.meta_train import TASK_KEYS, MetaTrainer
 from mzsr_tf.model import MZSRNet
 from mzsr_tf.training import NonFiniteLossError, ResumeError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ModelConfig(width=4, depth=3)
+
+
+def _run(config, model=TINY_MODEL, precision="float32"):
+    """The RunConfig of a test run: ``config`` on the tiny network."""
+    return RunConfig(model=model, train=config, runtime=RuntimeConfig(precision=precision))
 
 
 def _tiny_config(**overrides):
@@ -222,8 +227,8 @@ def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
     gap = np.sqrt(sum(np.sum((a.numpy() - b) ** 2) for a, b in zip(expected, without)))
     assert gap > 1e-2 * np.sqrt(sum(np.sum(b ** 2) for b in without))  # the term matters here
     config = _tiny_config(initial_loss_weight=0.4)
-    trainer = MetaTrainer(config, TINY_MODEL)
-    plain_trainer = MetaTrainer(_tiny_config(), TINY_MODEL)
+    trainer = MetaTrainer(_run(config))
+    plain_trainer = MetaTrainer(_run(_tiny_config()))
     tasks32 = _random_tasks(seed=8)
     with_term, _ = trainer.compute_gradients(tasks32)
     plain, _ = plain_trainer.compute_gradients(tasks32)
@@ -233,7 +238,7 @@ def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
 def test_trainer_step_gradient_and_adam_update():
     """The float32 tf.function train step: its gradient and its first Adam update (epsilon 1e-8)."""
     config = _tiny_config(meta_lr=1e-3)
-    trainer = MetaTrainer(config, TINY_MODEL)
+    trainer = MetaTrainer(_run(config))
     tasks = _random_tasks(seed=4)
     before = [v.numpy() for v in trainer.variables]
     expected = _hand_gradient([w.astype(np.float64) for w in before],
@@ -254,7 +259,7 @@ def test_trainer_step_gradient_and_adam_update():
 
 def test_trainer_uses_the_loss_weights_of_its_step():
     config = _tiny_config(inner_steps=5)
-    trainer = MetaTrainer(config, TINY_MODEL)
+    trainer = MetaTrainer(_run(config))
     tasks = _random_tasks(seed=5)
     metrics = trainer.train_step(tasks)  # step 0: every weight is 1/5
     np.testing.assert_allclose(metrics["loss_weights"], [0.2] * 5, rtol=1e-6)
@@ -268,11 +273,11 @@ def test_trainer_uses_the_loss_weights_of_its_step():
     metrics = trainer.train_step(tasks)  # the step advanced to 1001
     np.testing.assert_allclose(metrics["loss_weights"], [0.2 - 6e-5 * 1001] * 4 + [0.2 + 2.4e-4 * 1001],
                                rtol=1e-5)
-    frozen = MetaTrainer(_tiny_config(inner_steps=5, freeze_loss_weights=True), TINY_MODEL)
+    frozen = MetaTrainer(_run(_tiny_config(inner_steps=5, freeze_loss_weights=True)))
     frozen.step.assign(1000)
     np.testing.assert_allclose(frozen.train_step(tasks)["loss_weights"], [0.2] * 5, rtol=1e-6)
     chosen = (0.6, 0.1, 0.1, 0.1, 0.1)
-    fixed = MetaTrainer(_tiny_config(inner_steps=5, fixed_loss_weights=chosen), TINY_MODEL)
+    fixed = MetaTrainer(_run(_tiny_config(inner_steps=5, fixed_loss_weights=chosen)))
     fixed.step.assign(1000)  # constant whatever the step
     metrics = fixed.train_step(tasks)
     np.testing.assert_allclose(metrics["loss_weights"], chosen, rtol=1e-6)
@@ -283,7 +288,7 @@ def test_trainer_uses_the_loss_weights_of_its_step():
 
 def test_second_order_from_step_switches_the_gradient():
     # Frozen loss weights, so that only the order changes between steps 0 and 2.
-    trainer = MetaTrainer(_tiny_config(second_order_from_step=2, freeze_loss_weights=True), TINY_MODEL)
+    trainer = MetaTrainer(_run(_tiny_config(second_order_from_step=2, freeze_loss_weights=True)))
     tasks = _random_tasks(seed=6)
     first, _ = trainer.compute_gradients(tasks, first_order=True)
     second, _ = trainer.compute_gradients(tasks, first_order=False)
@@ -308,7 +313,7 @@ def test_matches_the_reference_meta_step(golden_dir, reference_dir):
             patch_size=8, meta_batch_size=2, task_batch_size=2, inner_steps=int(golden["task_iter"]),
             inner_lr=float(golden["task_lr"]), meta_lr=meta_lr,
             second_order_from_step=0 if order == "second_order" else 10 ** 9)
-        trainer = MetaTrainer(config)  # one per order: its tf.functions are traced once
+        trainer = MetaTrainer(RunConfig(train=config))  # one per order: its tf.functions are traced once
         for global_step in golden["global_steps"]:
             case = f"{order}_gs{int(global_step)}"
             trainer.load_transfer(str(reference_dir / "Pretrained" / "Pretrained"))
@@ -371,14 +376,12 @@ def _final_state(directory):
 @pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     config = _tiny_config(meta_iter=4)
-    straight = meta_train.run_meta_training(config, str(tmp_path / "straight"), source=_patch_source(),
-                                            model_config=TINY_MODEL)
+    straight = meta_train.run_meta_training(_run(config), str(tmp_path / "straight"), source=_patch_source())
     assert straight.status == "done" and straight.step == 4
-    half = meta_train.run_meta_training(_tiny_config(meta_iter=2), str(tmp_path / "split"),
-                                        source=_patch_source(), model_config=TINY_MODEL)
+    half = meta_train.run_meta_training(_run(_tiny_config(meta_iter=2)), str(tmp_path / "split"),
+                                        source=_patch_source())
     assert half.step == 2
-    resumed = meta_train.run_meta_training(config, str(tmp_path / "split"), source=_patch_source(),
-                                           model_config=TINY_MODEL, requested_step=2)
+    resumed = meta_train.run_meta_training(_run(config), str(tmp_path / "split"), source=_patch_source(), requested_step=2)
     assert resumed.step == 4
     expected, got = _final_state(str(tmp_path / "straight")), _final_state(str(tmp_path / "split"))
     assert expected.keys() == got.keys() and len(expected) > 6
@@ -397,20 +400,17 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_resume_with_the_wrong_step_is_an_error(tmp_path):
     config = _tiny_config(meta_iter=2)
-    meta_train.run_meta_training(config, str(tmp_path), source=_patch_source(), model_config=TINY_MODEL)
+    meta_train.run_meta_training(_run(config), str(tmp_path), source=_patch_source())
     with pytest.raises(ResumeError, match=r"--step 5 does not match the latest checkpoint .*ckpt-2 \(step 2\)"):
-        meta_train.run_meta_training(config, str(tmp_path), source=_patch_source(),
-                                     model_config=TINY_MODEL, requested_step=5)
+        meta_train.run_meta_training(_run(config), str(tmp_path), source=_patch_source(), requested_step=5)
     with pytest.raises(ResumeError, match=r"--step 3: .* holds no checkpoint to resume"):
-        meta_train.run_meta_training(config, str(tmp_path / "empty"), source=_patch_source(),
-                                     model_config=TINY_MODEL, requested_step=3)
+        meta_train.run_meta_training(_run(config), str(tmp_path / "empty"), source=_patch_source(), requested_step=3)
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path):
     with pytest.raises(NonFiniteLossError,
                        match=r"non-finite loss at step 1 .*pre_update_loss=nan.*no checkpoint had been saved"):
-        meta_train.run_meta_training(_tiny_config(), str(tmp_path), source=_patch_source(nan=True),
-                                     model_config=TINY_MODEL)
+        meta_train.run_meta_training(_run(_tiny_config()), str(tmp_path), source=_patch_source(nan=True))
     assert not list(tmp_path.glob("ckpt-*"))
 
 
@@ -440,28 +440,28 @@ def test_record_patches_are_cropped_to_the_patch_size(tmp_path):
 def test_mixed_precisions_run_with_finite_losses():
     config = _tiny_config()
     tasks = _random_tasks(seed=8)
-    mixed = MetaTrainer(config, TINY_MODEL, precision="mixed_float16")
-    plain = MetaTrainer(config, TINY_MODEL)
+    mixed = MetaTrainer(_run(config, precision="mixed_float16"))
+    plain = MetaTrainer(_run(config))
     for _ in range(3):
         metrics = mixed.train_step(tasks)
         assert all(np.all(np.isfinite(v)) for v in metrics.values())
     assert all(v.dtype == tf.float32 for v in mixed.variables)
     # float16 convolutions: the first step's losses within float16 precision of float32's.
-    first_mixed = MetaTrainer(config, TINY_MODEL, precision="mixed_float16").train_step(tasks)
+    first_mixed = MetaTrainer(_run(config, precision="mixed_float16")).train_step(tasks)
     first_plain = plain.train_step(tasks)
     np.testing.assert_allclose(first_mixed["query_losses"], first_plain["query_losses"], rtol=5e-3)
     # bfloat16 (8-bit mantissa): within 3e-2 of float32.
-    first_bf16 = MetaTrainer(config, TINY_MODEL, precision="mixed_bfloat16").train_step(tasks)
+    first_bf16 = MetaTrainer(_run(config, precision="mixed_bfloat16")).train_step(tasks)
     np.testing.assert_allclose(first_bf16["query_losses"], first_plain["query_losses"], rtol=3e-2)
 
 
 def test_meta_batch_must_split_across_replicas():
     class FakeStrategy:
         num_replicas_in_sync = 2
-    from mzsr_tf.training import replica_count
+    from mzsr_tf.training import per_replica_batch
     with pytest.raises(ValueError, match=r"meta_batch_size \(tasks per meta-iteration\) = 5 cannot be split "
                                          r"evenly across 2 replicas"):
-        replica_count(FakeStrategy(), 5, "meta_batch_size (tasks per meta-iteration)")
+        per_replica_batch(FakeStrategy(), 5, "meta_batch_size (tasks per meta-iteration)")
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -472,7 +472,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {root!r})
     from mzsr_tf import meta_train
-    from mzsr_tf.config import MetaTrainConfig, ModelConfig
+    from mzsr_tf.config import MetaTrainConfig, ModelConfig, RunConfig
     from mzsr_tf.training import make_strategy
     model = ModelConfig(width=4, depth=3)
     config = MetaTrainConfig(patch_size=8, meta_batch_size=4, task_batch_size=2, inner_steps=3,
@@ -485,7 +485,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     results = {{"replicas": strategy.num_replicas_in_sync}}
     runs = {{}}
     for name, s in (("one", None), ("two", strategy)):
-        trainer = meta_train.MetaTrainer(config, model, strategy=s)
+        trainer = meta_train.MetaTrainer(RunConfig(model=model, train=config), strategy=s)
         grads, _ = trainer.compute_gradients(tasks)
         metrics = [trainer.train_step(tasks) for _ in range(2)]
         slots = [v.numpy() for v in trainer.optimizer.variables if "mentum" in v.name or "elocity" in v.name]
@@ -498,12 +498,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     results["num_slots"] = len(runs["one"][3])
     results["max_weight_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(runs["one"][0], runs["two"][0]))
     results["max_change"] = max(float(np.abs(a - b).max()) for a, b in
-                                zip(runs["one"][0], meta_train.MetaTrainer(config, model).variables))
+                                zip(runs["one"][0], meta_train.MetaTrainer(RunConfig(model=model, train=config)).variables))
     results["loss_diff"] = max(float(np.abs(runs["one"][1][i][k] - runs["two"][1][i][k]).max())
                                for i in range(2) for k in ("pre_update_loss", "query_losses", "objective"))
     patches = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
-    run = meta_train.run_meta_training(config, {directory!r}, source=tf.data.Dataset.from_tensor_slices(patches),
-                                       model_config=model, strategy=strategy)
+    run = meta_train.run_meta_training(RunConfig(model=model, train=config), {directory!r},
+                                       source=tf.data.Dataset.from_tensor_slices(patches), strategy=strategy)
     results["run_step"] = run.step
     print("RESULT " + json.dumps(results))
 """)
@@ -534,21 +534,27 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
 
 class _Flags:
     def __init__(self, **values):
-        defaults = dict(model=0, config=None, iterations=None, tfrecord=None, first_order_until=None,
+        defaults = dict(model=None, config=None, iterations=None, tfrecord=None, first_order_until=None,
                         checkpoint_dir=None, transfer=None, print_every=None, save_every=None,
                         freeze_loss_weights=False, trial=0, step=None, precision=None, strategy=None)
         defaults.update(values)
         self.__dict__.update(defaults)
 
 
+def _config_from_flags(flags):
+    """The stage config ``cli.run_config_from_flags`` resolves for ``scripts/main.py --train`` flags."""
+    from mzsr_tf import cli
+    return cli.run_config_from_flags(flags)[0].train
+
+
 def test_config_from_flags_preset_then_json_then_flags(tmp_path):
-    config = meta_train.config_from_flags(_Flags())
+    config = _config_from_flags(_Flags())
     assert (config.meta_batch_size, config.task_batch_size) == (5, 4)  # the authors' Directx2
-    config = meta_train.config_from_flags(_Flags(model=2))
+    config = _config_from_flags(_Flags(model=2))
     assert (config.meta_batch_size, config.task_batch_size, config.ds_method) == (4, 8, "bicubic")
     overrides = tmp_path / "c.json"
     overrides.write_text(json.dumps({"task_batch_size": 2, "meta_iter": 7, "save_every": 3}))
-    config = meta_train.config_from_flags(_Flags(config=str(overrides), iterations=9,
+    config = _config_from_flags(_Flags(config=str(overrides), iterations=9,
                                                  first_order_until=100, freeze_loss_weights=True,
                                                  transfer="none"))
     assert (config.task_batch_size, config.meta_iter, config.save_every) == (2, 9, 3)
@@ -560,15 +566,15 @@ def test_config_from_flags_bad_inputs(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"--config .*bad\.json: cannot read a JSON object"):
-        meta_train.config_from_flags(_Flags(config=str(bad)))
+        _config_from_flags(_Flags(config=str(bad)))
     listed = tmp_path / "list.json"
     listed.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"expected a JSON object of MetaTrainConfig options, got list"):
-        meta_train.config_from_flags(_Flags(config=str(listed)))
+        _config_from_flags(_Flags(config=str(listed)))
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"meta_lr": 1e-4, "metalr": 1}))
     with pytest.raises(ValueError, match=r"unknown MetaTrainConfig option\(s\): metalr"):
-        meta_train.config_from_flags(_Flags(config=str(unknown)))
+        _config_from_flags(_Flags(config=str(unknown)))
 
 
 def _write_tiny_records(path, count=24, size=8):
@@ -609,4 +615,4 @@ def test_cli_trains_and_saves_on_sigint(tmp_path):
     run = tmp_path / "runs" / "Model3"
     saved = sorted(p.name for p in run.glob("ckpt-*.index"))
     assert len(saved) == 1 and int(saved[0][5:-6]) >= 3, saved
-    assert json.loads((run / "config.json").read_text())["values"]["patch_size"] == 8
+    assert json.loads((run / "config.json").read_text())["values"]["train"]["patch_size"] == 8

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from mzsr_tf import kernels, metrics
-from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import preset_for_model
-from mzsr_tf.meta_test import list_images, read_rgb
+from mzsr_tf.meta_test import MetaTester, paired_paths, read_pair
 from mzsr_tf.model import MZSRNet
 
 pytestmark = pytest.mark.slow
@@ -26,8 +25,8 @@ def golden(golden_dir):
 
 @pytest.fixture(scope="module")
 def set5(reference_dir):
-    inputs = [read_rgb(p) for p in list_images(str(reference_dir / "Input" / "g20" / "Set5"), "input")]
-    gts = [metrics.modcrop(read_rgb(p), 2) for p in list_images(str(reference_dir / "GT" / "Set5"), "GT")]
+    inputs, gts = map(list, zip(*(read_pair(lr_path, gt_path, 2) for lr_path, gt_path in paired_paths(
+        str(reference_dir / "Input" / "g20" / "Set5"), str(reference_dir / "GT" / "Set5")))))
     kernel = kernels.load_kernel(reference_dir / "Input" / "g20" / "kernel.mat")
     model = MZSRNet()
     load_weights(model, str(reference_dir / "Pretrained" / "Pretrained"))

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from mzsr_tf import pretrain
-from mzsr_tf.config import ModelConfig, PretrainConfig
+from mzsr_tf import cli
+from mzsr_tf.config import ModelConfig, PretrainConfig, RunConfig, RuntimeConfig
 from mzsr_tf.model import MZSRNet
 
 TINY_MODEL = ModelConfig(width=4, depth=3)
@@ -38,7 +39,7 @@ def _tiny_config(**overrides):
 
 
 def test_train_step_is_adam_on_the_l1_loss():
-    trainer = pretrain.Pretrainer(_tiny_config(), TINY_MODEL)
+    trainer = pretrain.Pretrainer(RunConfig(model=TINY_MODEL, train=_tiny_config()))
     rng = np.random.default_rng(0)
     ilr, hr = (tf.constant(rng.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)) for _ in range(2))
     before = [v.numpy().astype(np.float64) for v in trainer.model.trainable_variables]
@@ -74,13 +75,13 @@ def _weights(directory):
 
 
 def test_run_resumes_exactly(tmp_path):
-    straight = pretrain.run_pretraining(_tiny_config(), str(tmp_path / "a"), source=_pairs(),
-                                        model_config=TINY_MODEL)
+    def run(max_steps=4):
+        return RunConfig(model=TINY_MODEL, train=_tiny_config(max_steps=max_steps))
+
+    straight = pretrain.run_pretraining(run(), str(tmp_path / "a"), source=_pairs())
     assert (straight.status, straight.step) == ("done", 4)
-    pretrain.run_pretraining(_tiny_config(max_steps=2), str(tmp_path / "b"), source=_pairs(),
-                             model_config=TINY_MODEL)
-    resumed = pretrain.run_pretraining(_tiny_config(), str(tmp_path / "b"), source=_pairs(),
-                                       model_config=TINY_MODEL, requested_step=2)
+    pretrain.run_pretraining(run(2), str(tmp_path / "b"), source=_pairs())
+    resumed = pretrain.run_pretraining(run(), str(tmp_path / "b"), source=_pairs(), requested_step=2)
     assert resumed.step == 4
     for a, b in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b")):
         np.testing.assert_array_equal(a, b)
@@ -92,7 +93,7 @@ def test_run_resumes_exactly(tmp_path):
 
 
 def test_mixed_float16_step_is_finite():
-    trainer = pretrain.Pretrainer(_tiny_config(), TINY_MODEL, precision="mixed_float16")
+    trainer = pretrain.Pretrainer(RunConfig(model=TINY_MODEL, train=_tiny_config(), runtime=RuntimeConfig(precision="mixed_float16")))
     batch = tuple(tf.random.stateless_uniform([4, 8, 8, 3], seed=[1, i]) for i in range(2))
     for _ in range(3):
         assert np.isfinite(trainer.train_step(batch)["loss"])
@@ -107,9 +108,9 @@ def _flags(tmp_path, **values):
 
 
 def test_cli_bad_inputs(tmp_path, capsys):
-    assert pretrain.train_from_flags(_flags(tmp_path)) == 2
+    assert cli.pretrain_from_flags(_flags(tmp_path)) == 2
     assert "missing.tfrecord: record file not found" in capsys.readouterr().err
     overrides = tmp_path / "c.json"
     overrides.write_text('{"batch_size": 3, "lr": 1e-3, "learning_rate": 1}')
-    assert pretrain.train_from_flags(_flags(tmp_path, config=str(overrides))) == 2
+    assert cli.pretrain_from_flags(_flags(tmp_path, config=str(overrides))) == 2
     assert "unknown PretrainConfig option(s): learning_rate" in capsys.readouterr().err

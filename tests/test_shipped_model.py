@@ -5,11 +5,10 @@ import pathlib
 import pytest
 
 from mzsr_tf import kernels, metrics
-from mzsr_tf.adaptation import MetaTester
 from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import get_preset
 from mzsr_tf.imresize import imresize
-from mzsr_tf.meta_test import paired_paths, read_pair
+from mzsr_tf.meta_test import MetaTester, paired_paths, read_pair
 from mzsr_tf.model import MZSRNet
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -55,6 +55,14 @@ def test_kernel_table_matches_the_paper():
                      "g20x4": ("g^d_2.0 (x4)", 4.0, "direct", "direct_x4")}
 
 
+def test_paper_results_cover_every_kernel_and_set_with_the_table_columns():
+    assert set(testsets.PAPER_RESULTS) == {(kernel, set_name) for kernel in testsets.PAPER_KERNELS
+                                           for set_name in ("Set5", "BSD100", "Urban100")}
+    assert all(set(columns) == {"bicubic", "zssr", "mzsr_1", "mzsr_10"}
+               for columns in testsets.PAPER_RESULTS.values())
+    assert testsets.PAPER_RESULTS[("g20", "Set5")]["mzsr_10"] == (36.05, 0.9439)  # the paper's Table 2
+
+
 def test_regenerates_the_authors_g20_set5_bit_exactly(reference_dir, tmp_path):
     manifest = testsets.make_testset(str(reference_dir / "GT" / "Set5"), str(tmp_path), ["g20"], log=lambda s: None)
     ours = sorted((tmp_path / "Input" / "g20" / "Set5").glob("*.png"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mzsr_tf.config import PretrainConfig
+from mzsr_tf.config import PretrainConfig, RunConfig
 from mzsr_tf import training
 from mzsr_tf.training import (LoopSettings, NonFiniteLossError, ResumeError, RunState, SignalGuard,
                               run_loop)
@@ -32,7 +32,7 @@ class _Counter:
 
 
 def _state(directory, counter, max_to_keep=10):
-    return RunState(str(directory), PretrainConfig(), counter.step, max_to_keep,
+    return RunState(str(directory), RunConfig(train=PretrainConfig()), counter.step, max_to_keep,
                     weights=tf.train.Checkpoint(w=counter.weight))
 
 
@@ -111,10 +111,12 @@ def test_resume_restores_and_checks_the_step(tmp_path):
 def test_config_is_saved_beside_the_checkpoints(tmp_path):
     counter = _Counter()
     state = _state(tmp_path, counter)
-    path = state.write_config({"precision": "float32"})
+    path = state.write_config()
     from mzsr_tf.config import load_config
     assert load_config(path, PretrainConfig) == PretrainConfig()
-    assert (tmp_path / "run.json").is_file()
+    # One file holds the whole run (model, stage, runtime); the older run.json is no longer written.
+    assert load_config(path, RunConfig) == RunConfig(train=PretrainConfig())
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_summaries_are_readable_tensorboard_events(tmp_path):

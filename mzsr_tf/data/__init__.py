@@ -2,7 +2,7 @@
 
 Modules, one concept each:
 
-- ``images``     reading PNG/BMP/JPEG folders as uint8 RGB
+- ``images``     the one image lister and reader: PNG/BMP/JPEG/TIFF as uint8 RGB, strict option
 - ``patches``    the reference's patch recipe: grid, gradient filter, 8 augmentations, shuffle order
 - ``records``    TFRecord (reference schema) and HDF5 writers, readers and checks
 - ``build``      folders of HR images -> records + JSON sidecar (``scripts/generate_tfrecord.py``)

@@ -17,13 +17,13 @@ reference, which held every augmented copy); augmented copies are made while wri
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from mzsr_tf import atomic
 from mzsr_tf.data import images as images_lib
 from mzsr_tf.data import patches as patches_lib
 from mzsr_tf.data import records as records_lib
@@ -52,10 +52,13 @@ class PatchRecipe:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "pretrain" and (not isinstance(self.scale, int) or self.scale < 2):
+            raise ValueError(f"pretrain mode needs an integer scale >= 2 (--scale), got {self.scale!r}")
         if self.patch_size is None:
             object.__setattr__(self, "patch_size", 64 if self.mode == "mzsr" else 48 * self.scale)
         if self.patch_size < 2 or self.stride < 1:
-            raise ValueError(f"need patch size >= 2 and stride >= 1, got {self.patch_size}, {self.stride}")
+            raise ValueError(f"need patch size >= 2 (--patch) and stride >= 1 (--stride), got {self.patch_size}, "
+                             f"{self.stride}")
         if self.mode == "pretrain":
             if self.scale < 2 or self.patch_size % self.scale:
                 raise ValueError(f"pretrain mode needs an integer scale >= 2 dividing the patch size, "
@@ -117,11 +120,14 @@ def build_records(label_folders: Union[str, os.PathLike, Sequence[Union[str, os.
     files with their record counts, the number of images, kept patches and records, and seconds.
     Errors name the file: an empty or missing folder, an unreadable image, an image smaller than
     a patch (skipped with a note instead when ``skip_small``), or no patch passing the filter.
+    The output's folder is checked writable before any image is read (``atomic.OutputPathError``);
+    the records and the sidecar appear together or not at all (``records.write_records``).
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
     output = output_path(output, fmt)
     fmt = records_lib.format_of(output)
+    atomic.check_output_file(output, "record file")
     paths = images_lib.list_images(label_folders)
 
     labels: List[np.ndarray] = []
@@ -186,10 +192,11 @@ def build_records(label_folders: Union[str, os.PathLike, Sequence[Union[str, os.
         "num_records": int(total),
         "shuffle": "numpy.random.default_rng(seed).permutation",
     }
-    shards = records_lib.write_records(output, batches(), total, fmt, num_shards,
-                                       attrs={"recipe": summary["recipe"], "shapes": recipe.shapes})
-    summary["files"] = [{"file": os.path.basename(s.file), "count": s.count} for s in shards]
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    with open(records_lib.sidecar_path(output), "w") as f:
-        json.dump(summary, f, indent=2)
+    def sidecar(shards: List[records_lib.ShardInfo]) -> dict:
+        summary["files"] = [{"file": os.path.basename(s.file), "count": s.count} for s in shards]
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        return summary
+
+    records_lib.write_records(output, batches(), total, fmt, num_shards,
+                              attrs={"recipe": summary["recipe"], "shapes": recipe.shapes}, sidecar=sidecar)
     return summary

@@ -28,7 +28,8 @@ from mzsr_tf.degradation import tf_degrade
 from mzsr_tf.imresize import tf_imresize
 from mzsr_tf.kernels import tf_random_kernel
 
-META_KEYS = ("inputa", "labela", "inputb", "labelb")
+TASK_KEYS = ("inputa", "labela", "inputb", "labelb")
+"""A meta-batch: support inputs/labels and query inputs/labels, each ``[tasks, images, H, W, C]``."""
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], tf.data.Dataset]
 

@@ -21,15 +21,19 @@ naming the file.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import json
 import os
 import re
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+import shutil
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import h5py
 import numpy as np
 import tensorflow as tf
+
+from mzsr_tf import atomic
 
 LABEL_KEY = "label"
 IMAGE_KEY = "image"
@@ -39,6 +43,8 @@ HDF5_EXTENSIONS = (".h5", ".hdf5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _HDF5_READ_BLOCK = 1024
 _HDF5_CHUNK_BYTES = 1 << 17
+_HDF5_OVERHEAD = 1.02  # checksums and chunk index, relative to the data (well below 1 % for 128 KiB chunks)
+_HDF5_METADATA_BYTES = 1 << 20  # and a margin for the file's own metadata (about 60 kB measured)
 _VALIDATE_BATCH = 4096
 
 PathLike = Union[str, os.PathLike]
@@ -168,12 +174,19 @@ class ShardInfo:
 
 def write_records(path: PathLike, batches: Iterable[Mapping[str, np.ndarray]], total: int,
                   fmt: str = "tfrecord", num_shards: int = 1,
-                  attrs: Optional[Mapping[str, object]] = None) -> List[ShardInfo]:
+                  attrs: Optional[Mapping[str, object]] = None,
+                  sidecar: Optional[Callable[[List[ShardInfo]], Mapping]] = None) -> List[ShardInfo]:
     """Write ``total`` records, given as consecutive batches, to ``path`` (or its shards).
 
     ``batches`` yields dicts of ``uint8`` arrays ``{key: [n, ...]}`` (the same keys every time);
     shard ``s`` gets records ``[s * total // S, (s + 1) * total // S)``, so reading the shards in
     order gives the records in the order written.  ``attrs`` are stored as HDF5 attributes (JSON).
+    ``sidecar``, given the shards, returns the JSON written to ``sidecar_path(path)``.
+
+    All or nothing (``mzsr_tf.atomic.atomic_paths``): the shards and the sidecar are written under
+    temporary names and renamed only when every one is complete, so a failure (a full disk: an
+    ``atomic.WriteError`` naming the file) leaves no partial record file and the old files, if any,
+    as they were.
     """
     check_format(fmt)
     if total < 1:
@@ -182,32 +195,42 @@ def write_records(path: PathLike, batches: Iterable[Mapping[str, np.ndarray]], t
     if num_shards > total:
         raise ValueError(f"{num_shards} shards for only {total} records")
     bounds = [s * total // num_shards for s in range(num_shards + 1)]
-    for file in files:
-        os.makedirs(os.path.dirname(os.path.abspath(file)), exist_ok=True)
-    writer = _TFRecordShardWriter() if fmt == "tfrecord" else _HDF5ShardWriter(attrs)
-    shard, written_in_shard, written = 0, 0, 0
-    try:
-        for batch in batches:
-            n = len(next(iter(batch.values())))
-            start = 0
-            while start < n:
-                if shard == num_shards:
-                    raise ValueError(f"more than the announced {total} records were given")
-                if written_in_shard == 0:
-                    writer.open(files[shard], bounds[shard + 1] - bounds[shard], batch)
-                take = min(n - start, bounds[shard + 1] - bounds[shard] - written_in_shard)
-                writer.write({k: v[start:start + take] for k, v in batch.items()})
-                start += take
-                written_in_shard += take
-                written += take
-                if written_in_shard == bounds[shard + 1] - bounds[shard]:
-                    writer.close()
-                    shard, written_in_shard = shard + 1, 0
-    finally:
-        writer.close()
-    if written != total:
-        raise ValueError(f"{written} records were given, {total} were announced")
-    return [ShardInfo(f, bounds[s + 1] - bounds[s]) for s, f in enumerate(files)]
+    shards = [ShardInfo(f, bounds[s + 1] - bounds[s]) for s, f in enumerate(files)]
+    outputs = files + ([sidecar_path(path)] if sidecar is not None else [])
+    with atomic.atomic_paths(outputs) as temporaries:
+        writer = _TFRecordShardWriter() if fmt == "tfrecord" else _HDF5ShardWriter(attrs)
+        shard, written_in_shard, written = 0, 0, 0
+        try:
+            for batch in batches:
+                n = len(next(iter(batch.values())))
+                start = 0
+                while start < n:
+                    if shard == num_shards:
+                        raise ValueError(f"more than the announced {total} records were given")
+                    if written_in_shard == 0:
+                        writer.open(temporaries[shard], bounds[shard + 1] - bounds[shard], batch)
+                    take = min(n - start, bounds[shard + 1] - bounds[shard] - written_in_shard)
+                    writer.write({k: v[start:start + take] for k, v in batch.items()})
+                    start += take
+                    written_in_shard += take
+                    written += take
+                    if written_in_shard == bounds[shard + 1] - bounds[shard]:
+                        writer.close()
+                        shard, written_in_shard = shard + 1, 0
+            writer.close()
+        except (OSError, tf.errors.OpError) as error:
+            raise atomic.write_error(files[min(shard, num_shards - 1)], error) from None
+        finally:
+            writer.abandon()
+        if written != total:
+            raise ValueError(f"{written} records were given, {total} were announced")
+        if sidecar is not None:
+            try:
+                with open(temporaries[-1], "w") as f:
+                    json.dump(sidecar(shards), f, indent=2)
+            except OSError as error:
+                raise atomic.write_error(outputs[-1], error) from None
+    return shards
 
 
 class _TFRecordShardWriter:
@@ -224,8 +247,28 @@ class _TFRecordShardWriter:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def abandon(self) -> None:
+        """Close after a failure, ignoring errors (the file is removed anyway)."""
+        try:
+            self.close()
+        except (OSError, tf.errors.OpError):
+            pass
+
+
+def _check_free_space(file: str, data_bytes: int) -> None:
+    """An ENOSPC ``OSError`` unless the disk of ``file`` has room for ``data_bytes`` and HDF5's overhead.
+
+    HDF5 does not survive running out of space (its library crashes the process at exit after a
+    failed write), so the room an HDF5 shard needs is checked before it is started.
+    """
+    needed = int(data_bytes * _HDF5_OVERHEAD) + _HDF5_METADATA_BYTES
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(file))).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the HDF5 file needs about "
+                                    f"{needed / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)")
 
 
 class _HDF5ShardWriter:
@@ -235,6 +278,7 @@ class _HDF5ShardWriter:
         self._position = 0
 
     def open(self, file: str, count: int, example_batch: Mapping[str, np.ndarray]) -> None:
+        _check_free_space(file, count * sum(int(np.prod(a.shape[1:])) for a in example_batch.values()))
         self._file = h5py.File(file, "w")
         self._position = 0
         for key, array in example_batch.items():
@@ -255,8 +299,15 @@ class _HDF5ShardWriter:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            handle, self._file = self._file, None
+            handle.close()
+
+    def abandon(self) -> None:
+        """Close after a failure, ignoring errors (the file is removed anyway)."""
+        try:
+            self.close()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- checking
