@@ -11,7 +11,7 @@ from mzsr_tf import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSERS = [cli.main_parser, cli.pretrain_parser, cli.generate_tfrecord_parser, cli.make_testsets_parser,
-           cli.evaluate_parser, cli.learning_curve_parser, cli.convert_checkpoint_parser]
+           cli.evaluate_parser, cli.learning_curve_parser, cli.convert_checkpoint_parser, cli.make_demo_parser]
 
 
 def _script(name, *args, env=None):
