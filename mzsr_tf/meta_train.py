@@ -52,7 +52,6 @@ Scale-out and precision:
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -67,10 +66,9 @@ from mzsr_tf.config import MetaTrainConfig, RunConfig
 from mzsr_tf.data.pipelines import TASK_KEYS
 from mzsr_tf.inner import ForwardFn, inner_loss_scale
 from mzsr_tf.model import MZSRNet, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, RunLock, RunState, SignalGuard, check_resumable,
-                              check_workers_agree, compute_dtype, data_is_checkpointable, is_chief,
-                              make_adam, make_strategy, per_replica_batch, run_loop,
-                              split_across_replicas, worker_count, write_images, write_scalars)
+from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
+                              compute_dtype, make_adam, make_strategy, open_run_state, per_replica_batch,
+                              run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -398,13 +396,9 @@ def run_meta_training(run: RunConfig, directory: str, *, source: Any = None,
     checkpoint on the same cluster or, since ``runtime.strategy`` may change on resume, on one
     process.
     """
-    config = run.train
     strategy = strategy or make_strategy(run.runtime.strategy)
-    chief = is_chief(strategy)
-    if chief:
-        check_resumable(directory, run)
-    with RunLock(directory) if chief else contextlib.nullcontext():
-        return _meta_train_locked(run, directory, source, strategy, chief, requested_step, guard)
+    return train_in_folder(run, directory, strategy, lambda chief: _meta_train_locked(
+        run, directory, source, strategy, chief, requested_step, guard))
 
 
 def _meta_train_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
@@ -415,14 +409,9 @@ def _meta_train_locked(run: RunConfig, directory: str, source: Any, strategy: tf
     # replica takes its slice of the tasks in ``train_step``; unlike a distributed iterator, this
     # iterator can be checkpointed, so a resumed run continues the same task stream.
     batches = iter(task_dataset(config, source))
-    trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
-    if data_is_checkpointable(source if source is not None else config.tfrecord_path):
-        trackables["data"] = batches
-    else:
-        log.info("HDF5 records: their reader cannot save its position, so a resumed run draws "
-                 "tasks afresh")
-    state = RunState(directory, run, trainer.step, config.max_to_keep, chief=chief,
-                     workers=worker_count(strategy), **trackables)
+    state = open_run_state(directory, run, trainer.step, strategy, chief, batches,
+                           source if source is not None else config.tfrecord_path,
+                           model=trainer.model, optimizer=trainer.optimizer)
     try:
         return _meta_train_loop(run, directory, trainer, batches, state, requested_step, guard)
     finally:

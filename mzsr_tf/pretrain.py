@@ -16,7 +16,6 @@ summaries are written every ``print_every`` steps (reference: 1000) and checkpoi
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -28,10 +27,9 @@ import tensorflow as tf
 from mzsr_tf.config import PretrainConfig, RunConfig
 from mzsr_tf.inner import l1_loss
 from mzsr_tf.model import MZSRNet, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, RunLock, RunState, SignalGuard, check_resumable,
-                              compute_dtype, data_is_checkpointable, is_chief, make_adam, make_strategy,
-                              per_replica_batch, run_loop, split_across_replicas, write_images,
-                              write_scalars)
+from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
+                              compute_dtype, make_adam, make_strategy, open_run_state, per_replica_batch,
+                              run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +110,8 @@ def run_pretraining(run: RunConfig, directory: str, *, source: Any = None,
     or Inf.
     """
     strategy = strategy or make_strategy(run.runtime.strategy)
-    chief = is_chief(strategy)
-    if chief:
-        check_resumable(directory, run)
-    with RunLock(directory) if chief else contextlib.nullcontext():
-        return _pretrain_locked(run, directory, source, strategy, chief, requested_step, guard)
+    return train_in_folder(run, directory, strategy, lambda chief: _pretrain_locked(
+        run, directory, source, strategy, chief, requested_step, guard))
 
 
 def _pretrain_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
@@ -127,13 +122,21 @@ def _pretrain_locked(run: RunConfig, directory: str, source: Any, strategy: tf.d
     trainer = Pretrainer(run, strategy)
     source = config.tfrecord_path if source is None else source
     batches = iter(pretrain_dataset(source, config, config.seed))
-    trackables = {"model": trainer.model, "optimizer": trainer.optimizer}
-    if data_is_checkpointable(source):
-        trackables["data"] = batches  # a resumed run continues the same batch stream
-    state = RunState(directory, run, trainer.step, config.max_to_keep, chief=chief, **trackables)
+    state = open_run_state(directory, run, trainer.step, strategy, chief, batches, source,
+                           model=trainer.model, optimizer=trainer.optimizer)
+    try:
+        return _pretrain_loop(run, trainer, batches, state, requested_step, guard)
+    finally:
+        state.close()
+
+
+def _pretrain_loop(run: RunConfig, trainer: Pretrainer, batches, state: RunState,
+                   requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
+    config = run.train
     resumed = state.resume(requested_step)
     log.info("[*] %s", f"resumed {resumed} at step {state.current_step}" if resumed
              else f"starting from random weights (seed {config.seed})")
+    check_workers_agree(trainer.strategy, state, trainer.model.trainable_variables)
     state.write_config()
 
     def report(step: int, metrics: Mapping[str, np.ndarray], batch) -> None:

@@ -22,6 +22,7 @@ are numbered by it (``ckpt-<step>``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -442,6 +443,40 @@ class RunState:
         return save_run_config(self.directory, self.run)
 
 
+def train_in_folder(run: RunConfig, directory: str, strategy: tf.distribute.Strategy,
+                    train: Callable[[bool], "LoopResult"]) -> "LoopResult":
+    """Run ``train(chief)`` as the owner of the run folder ``directory``.
+
+    The chief first refuses a folder holding another configuration (``check_resumable``, before
+    anything is written) and holds the folder's ``RunLock`` while ``train`` runs; a worker lost while
+    the run starts (e.g. the chief refused the folder and exited) becomes ``WorkerLostError``.
+    """
+    chief = is_chief(strategy)
+    try:
+        if chief:
+            check_resumable(directory, run)
+        with RunLock(directory) if chief else contextlib.nullcontext():
+            return train(chief)
+    except LOST_WORKER_ERRORS as error:
+        if worker_count(strategy) <= 1:
+            raise
+        raise worker_lost(error, None, directory=directory) from None
+
+
+def open_run_state(directory: str, run: RunConfig, step: tf.Variable, strategy: tf.distribute.Strategy,
+                   chief: bool, batches: Iterator, source: Any, **trackables) -> "RunState":
+    """The ``RunState`` of a training stage: ``trackables`` (model, optimizer) and, when the data
+    source can save its position (``data_is_checkpointable``), the ``batches`` iterator, so a resumed
+    run continues the same data stream."""
+    if data_is_checkpointable(source):
+        trackables["data"] = batches
+    else:
+        log.info("HDF5 records: their reader cannot save its position, so a resumed run draws its "
+                 "data afresh")
+    return RunState(directory, run, step, run.train.max_to_keep, chief=chief, workers=worker_count(strategy),
+                    **trackables)
+
+
 def data_is_checkpointable(source: Any) -> bool:
     """Whether a pipeline over ``source`` can save its position in a checkpoint: TFRecord files and
     in-memory ``tf.data`` sources can, HDF5 files (read by a Python generator) cannot."""
@@ -506,14 +541,22 @@ def _collective_reason(error: tf.errors.OpError) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def worker_lost(error: tf.errors.OpError, state: RunState, step: Optional[int] = None
-                ) -> WorkerLostError:
-    """The ``WorkerLostError`` of a collective that failed in a multi-worker step (``step``, or the
-    start of the run when ``None``).  The failed step may have advanced the step counter and part
-    of the weights, so nothing is saved."""
-    last = state.latest_run_checkpoint() or state.run_checkpoint(state.last_saved)
+def worker_lost(error: tf.errors.OpError, state: Optional[RunState], step: Optional[int] = None,
+                directory: Optional[str] = None) -> WorkerLostError:
+    """The ``WorkerLostError`` of a collective that failed in a multi-worker run: in ``step``, or
+    while starting when ``None`` (``directory``: the run folder when there is no ``state`` yet).
+    The failed step may have advanced the step counter and part of the weights, so nothing is
+    saved."""
+    if state is not None:
+        directory = state.run_directory
+        last = state.latest_run_checkpoint() or state.run_checkpoint(state.last_saved)
+    else:
+        try:
+            last = tf.train.latest_checkpoint(directory) if directory else None
+        except (OSError, tf.errors.OpError):
+            last = None
     kept = (f"the last checkpoint is {last}" if last
-            else f"no checkpoint had been saved in {state.run_directory}")
+            else f"no checkpoint had been saved in {directory}")
     reason = " ".join(_collective_reason(error).split())
     if len(reason) > 300:
         reason = reason[:297] + "..."
@@ -542,9 +585,12 @@ def check_workers_agree(strategy: tf.distribute.Strategy, state: RunState,
         first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
         return tf.constant(local) * tf.cast(first, tf.float64)
 
+    @tf.function  # collectives run eagerly would warn on stderr
+    def first_replicas_values():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(first_replica_only), axis=None)
+
     try:
-        reference = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(first_replica_only),
-                                    axis=None).numpy()
+        reference = first_replicas_values().numpy()
     except LOST_WORKER_ERRORS as error:
         raise worker_lost(error, state) from None
     # The sums of identical weights agree to float64 rounding, whatever the device.
