@@ -123,6 +123,12 @@ def write_text(path: PathLike, text: str) -> str:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def write_png(path: PathLike, image) -> str:
+    """Write a uint8 ``[H, W, C]`` image as PNG atomically (encoded in memory first); returns ``path``."""
+    import imageio.v3 as iio
+    return write_bytes(path, iio.imwrite("<bytes>", image, extension=".png"))
+
+
 def write_json(path: PathLike, data: Any, indent: int = 2) -> str:
     """Write ``data`` as JSON to ``path`` atomically; returns ``path``.
 

@@ -382,9 +382,11 @@ def make_testsets_from_flags(args) -> int:
 def _make_testsets(args) -> int:
     from mzsr_tf.atomic import check_output_folder
     from mzsr_tf.testsets import PAPER_KERNELS, make_testset
+    from mzsr_tf.atomic import write_errors_as
     check_output_folder(args.out, "--out")
-    make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
-                 split_names(args.sets), log=log.info)
+    with write_errors_as(OutputError):
+        make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
+                     split_names(args.sets), log=log.info)
     log.info("test set written to %s", args.out)
     return EXIT_OK
 
@@ -834,7 +836,6 @@ def make_demo_from_flags(args) -> int:
         except ImportError:
             raise ConfigError("scripts/make_demo.py needs scikit-image (pip install scikit-image)") from None
         from mzsr_tf import atomic, degradation, kernels, metrics
-        import imageio.v3 as iio
         kernel = kernels.isotropic_gaussian(21, 2.0)
         for sub in ("Input", "GT"):
             os.makedirs(os.path.join(args.out, sub), exist_ok=True)
@@ -843,8 +844,7 @@ def make_demo_from_flags(args) -> int:
             gt = getattr(skimage.data, function)()[top:top + height, left:left + width, :3]
             lr = degradation.degrade(gt.astype(float) / 255.0, kernel, 2.0, ds_method="direct")
             for sub, image in (("GT", gt), ("Input", metrics.to_uint8(lr))):
-                atomic.write_bytes(os.path.join(args.out, sub, f"{name}.png"), iio.imwrite("<bytes>", image,
-                                                                                          extension=".png"))
+                atomic.write_png(os.path.join(args.out, sub, f"{name}.png"), image)
             log.info("%s: GT %dx%d, LR %dx%d", name, gt.shape[0], gt.shape[1], lr.shape[0], lr.shape[1])
         return EXIT_OK
     return run_command(make, args)

@@ -228,11 +228,15 @@ def _read_kernel(path: str):
 
 
 def save_kernel(path: Union[str, os.PathLike], kernel) -> None:
-    """Write a blur kernel to a ``.mat`` file under the variable ``kernel`` (validated first)."""
+    """Write a blur kernel to a ``.mat`` file under the variable ``kernel`` (validated first), atomically."""
     import scipy.io
 
+    from mzsr_tf import atomic
     path = os.fspath(path)
-    scipy.io.savemat(path, {KERNEL_KEY: check_kernel(kernel, source=path)})
+    checked = check_kernel(kernel, source=path)
+    with atomic.atomic_path(path) as temporary:
+        with open(temporary, "wb") as f:  # a file object: savemat would append '.mat' to a name
+            scipy.io.savemat(f, {KERNEL_KEY: checked})
 
 
 # --------------------------------------------------------------------------- the kernel of each image

@@ -34,7 +34,6 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
-import imageio.v3 as iio
 import numpy as np
 import tensorflow as tf
 
@@ -354,7 +353,7 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
         out_shape = gt.shape[:2] if gt is not None else expected_sr_shape(lr.shape, cfg.scale)
         result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0))
         sr_uint8 = metrics.to_uint8(result.sr)
-        atomic.write_bytes(os.path.join(out_dir, name + ".png"), iio.imwrite("<bytes>", sr_uint8, extension=".png"))
+        atomic.write_png(os.path.join(out_dir, name + ".png"), sr_uint8)
         record = {"name": name, "input": path, "kernel": origin, "seconds": result.seconds,
                   "son_losses": [float(x) for x in result.son_losses]}
         line = f"[{index + 1}/{len(images)}] {name}: {result.seconds:.2f} s"

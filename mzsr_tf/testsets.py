@@ -43,10 +43,9 @@ import json
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import imageio.v3 as iio
 import numpy as np
 
-from mzsr_tf import degradation, kernels, metrics
+from mzsr_tf import atomic, degradation, kernels, metrics
 from mzsr_tf.data.images import IMAGE_EXTENSIONS, decode_image, image_files, is_grayscale, to_rgb_uint8
 
 MANIFEST = "testset.json"
@@ -245,8 +244,8 @@ def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(
             for path, (hr, _) in zip(paths, images[set_name]):
                 file_name = os.path.splitext(os.path.basename(path))[0] + ".png"
                 gt, lr = make_lr(hr, paper_kernel, kernel)
-                iio.imwrite(os.path.join(lr_dir, file_name), lr)
-                iio.imwrite(os.path.join(gt_dir, file_name), gt)
+                atomic.write_png(os.path.join(lr_dir, file_name), lr)
+                atomic.write_png(os.path.join(gt_dir, file_name), gt)
             done += len(paths)
             log(f"[{done}/{total}] {paper_kernel.name} ({paper_kernel.paper_name}) {set_name}: "
                 f"{len(paths)} images -> {lr_dir}")
@@ -254,8 +253,7 @@ def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(
     if previous:  # adding kernels or sets to an existing test set keeps what it had
         manifest["kernels"] = {**previous.get("kernels", {}), **manifest["kernels"]}
         manifest["sets"] = {**previous.get("sets", {}), **manifest["sets"]}
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=2)
+    atomic.write_json(os.path.join(out_dir, MANIFEST), manifest)
     return manifest
 
 

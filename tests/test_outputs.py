@@ -146,6 +146,25 @@ def test_records_on_a_full_disk_leave_no_partial_file(tmp_path, extension):
     assert left == []  # no partial record file, no sidecar, no temporary file
 
 
+def test_test_sets_on_a_full_disk_leave_only_complete_images(tmp_path):
+    """make_testsets writes every PNG, kernel.mat and the manifest atomically: a full disk stops it with one line."""
+    mount = tmp_path / "small"
+    with tmpfs(mount, "200k"):
+        done = _script("make_testsets.py", "--hr", DEMO / "GT", "--out", mount, "--kernels", "g20", "gani")
+        leftovers = _leftovers(mount)
+        pngs = {p: np.asarray(iio.imread(p)) for p in mount.rglob("*.png")}
+        manifest_written = (mount / "testset.json").exists()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: cannot write {mount}/") and "No space left on device" in done.stderr
+    assert leftovers == [] and not manifest_written
+    assert pngs, "the disk should have taken some images before filling up"
+    for path, image in pngs.items():  # every image left is complete: the GT's size (GT) or half of it (LR)
+        gt = iio.imread(DEMO / "GT" / path.name)
+        assert image.dtype == np.uint8 and image.shape[2] == 3
+        assert image.shape[:2] in (gt.shape[:2], (gt.shape[0] // 2, gt.shape[1] // 2)), (path, image.shape)
+
+
 # --------------------------------------------------------------------------- read-only places, refused first
 
 @pytest.fixture(scope="module")
