@@ -16,16 +16,15 @@ and logging variables it reads at import.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from mzsr_tf.config import (PRECISIONS, PRESETS, STRATEGIES, ConfigError, MetaTrainConfig, PretrainConfig,
-                            Preset, RunConfig, RuntimeConfig, get_preset, load_run_config, override,
-                            preset_for_model)
+                            Preset, RunConfig, get_preset, override,
+                            preset_for_model, read_json_object)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -244,13 +243,9 @@ def _read_overrides(path: Optional[str], stage: type) -> Dict[str, Any]:
     if not path:
         return {}
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"--config {path}: cannot read a JSON object ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a JSON object of {stage.__name__} options, got "
-                          f"{type(data).__name__}")
+        data = read_json_object(path, f"{stage.__name__} options")
+    except ConfigError as error:
+        raise ConfigError(f"--config {error}") from None
     if data.get("class") == "RunConfig":
         values = dict(data.get("values", {}))
         values.pop("preset", None)
@@ -277,7 +272,7 @@ def run_config_from_flags(args, stage: type = MetaTrainConfig) -> Tuple[RunConfi
     run resumes with its own settings; what ``--config`` or a flag changes beyond how long it runs is
     refused later (``training.check_resumable``).
     """
-    from mzsr_tf.training import run_directory
+    from mzsr_tf.training import run_directory, saved_run_config
 
     model_index = getattr(args, "model", None)
     preset = preset_for_model(model_index if model_index is not None else 0) if stage is MetaTrainConfig \
@@ -287,7 +282,7 @@ def run_config_from_flags(args, stage: type = MetaTrainConfig) -> Tuple[RunConfi
     overrides = _read_overrides(getattr(args, "config", None), stage)
     run = _finish(_apply(base, overrides, f"--config {args.config}"), args, stage)
     directory = run_directory(run.train.checkpoint_dir, args.trial)
-    saved = _saved_run(directory)
+    saved = saved_run_config(directory)
     if saved is not None:
         if model_index is not None and saved.preset and saved.preset != preset.name:
             from mzsr_tf.training import ResumeError
@@ -295,14 +290,6 @@ def run_config_from_flags(args, stage: type = MetaTrainConfig) -> Tuple[RunConfi
                               f"({preset.name}); omit --model to resume it")
         run = _finish(_apply(saved, overrides, f"--config {args.config}"), args, stage)
     return run, directory
-
-
-def _saved_run(directory: str) -> Optional[RunConfig]:
-    """The configuration of the run in ``directory`` if it holds checkpoints of one."""
-    import glob
-    if not glob.glob(os.path.join(directory, "ckpt-*.index")):
-        return None
-    return load_run_config(directory)
 
 
 def _finish(run: RunConfig, args, stage: type) -> RunConfig:
@@ -380,9 +367,8 @@ def make_testsets_from_flags(args) -> int:
 
 
 def _make_testsets(args) -> int:
-    from mzsr_tf.atomic import check_output_folder
+    from mzsr_tf.atomic import check_output_folder, write_errors_as
     from mzsr_tf.testsets import PAPER_KERNELS, make_testset
-    from mzsr_tf.atomic import write_errors_as
     check_output_folder(args.out, "--out")
     with write_errors_as(OutputError):
         make_testset(args.hr, args.out, split_names(args.kernels) or list(PAPER_KERNELS),
@@ -398,7 +384,6 @@ def checkpoints_for_presets(entries, presets, repo_root: str) -> dict:
     Bicubicx2``); a preset with neither gets ``checkpoint_for_preset``'s default (the authors' file in
     ``checkpoints/Model/`` or the project's own model).
     """
-    from mzsr_tf.config import PRESETS, get_preset
     from mzsr_tf.evaluate import EvaluationError
     common, by_preset = None, {}
     for entry in entries or []:
@@ -695,11 +680,11 @@ def _read_phase(spec: str):
     path, _, step = spec.rpartition("@")
     if not path or not step.isdigit():
         raise ValueError(f"--before {spec!r} is not CURVE.json@STEP")
-    try:
-        with open(path) as f:
-            return json.load(f)["rows"], int(step)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a learning-curve JSON ({error})") from None
+    from mzsr_tf.curves import read_curve
+    saved = read_curve(path)
+    if saved is None:
+        raise ValueError(f"{path}: not a learning-curve JSON (no such file)")
+    return saved["rows"], int(step)
 
 
 def learning_curve_from_flags(args) -> int:

@@ -516,12 +516,18 @@ def save_config(path: str, config: Any) -> None:
     write_json(path, data)
 
 
-def _read_json(path: str) -> Any:
+def read_json_object(path: str, what: str = "") -> Dict[str, Any]:
+    """The JSON object in the file ``path``; a ``ConfigError`` naming the file when it cannot be read or
+    holds something else (``what`` says what the object should hold, e.g. ``"MetaTrainConfig options"``)."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read a JSON object ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object{' of ' + what if what else ''}, "
+                          f"got {type(data).__name__}")
+    return data
 
 
 def _run_config_from_json(data: Mapping[str, Any], path: str,
@@ -555,9 +561,7 @@ def load_config(path: str, cls: type) -> Any:
     A saved ``RunConfig`` read as a stage class (``MetaTrainConfig``/``PretrainConfig``) gives its
     ``train`` part.
     """
-    data = _read_json(path)
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    data = read_json_object(path)
     if cls is RunConfig or data.get("class") == "RunConfig":
         run = _run_config_from_json(data, path)
         return run if cls is RunConfig else run.train
@@ -580,9 +584,7 @@ def load_run_config(directory: str) -> Optional[RunConfig]:
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isfile(path):
         return None
-    data = _read_json(path)
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    data = read_json_object(path)
     run_info_path = os.path.join(directory, "run.json")
-    run_info = _read_json(run_info_path) if os.path.isfile(run_info_path) else None
+    run_info = read_json_object(run_info_path) if os.path.isfile(run_info_path) else None
     return _run_config_from_json(data, path, run_info)

@@ -81,7 +81,7 @@ def curve_key(run_dir: str, folders: Mapping[str, Folder], config: AdaptationCon
     return json.loads(json.dumps(key))  # as read back from the file
 
 
-def _read_curve(out_json: str) -> Optional[Mapping]:
+def read_curve(out_json: str) -> Optional[Mapping]:
     """The curve JSON at ``out_json`` (``None`` if there is none); ``ValueError`` naming it if unusable."""
     if not os.path.exists(out_json):
         return None
@@ -137,7 +137,7 @@ def learning_curve(run_dir: str, folders: Mapping[str, Folder], config: Adaptati
     done = {}
     if out_json:
         atomic.check_output_file(out_json, "curve JSON")
-        done = reusable_rows(_read_curve(out_json), key, out_json, log)
+        done = reusable_rows(read_curve(out_json), key, out_json, log)
     checkpoints = run_checkpoints(run_dir)
     loaded = {name: load_folder(folder, config.scale, limit) for name, folder in folders.items()}
     chosen = checkpoints[::every] + ([checkpoints[-1]] if (len(checkpoints) - 1) % every else [])

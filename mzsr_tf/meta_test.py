@@ -39,11 +39,11 @@ import tensorflow as tf
 
 from mzsr_tf import atomic, degradation, inner, metrics
 from mzsr_tf.adaptation import sgd_loop
-from mzsr_tf.config import PRECISIONS, AdaptationConfig
+from mzsr_tf.config import AdaptationConfig
 from mzsr_tf.data.images import list_images, read_image
 from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
-from mzsr_tf.model import forward
+from mzsr_tf.model import compute_dtype, forward
 
 
 class MetaTestError(ValueError):
@@ -136,7 +136,7 @@ class MetaTester:
                                      noise_std=cfg.noise_std, seed=noise_seed)
         son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)[None]
         lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
-        net = functools.partial(forward, compute_dtype=tf.as_dtype(PRECISIONS[cfg.precision]))
+        net = functools.partial(forward, compute_dtype=compute_dtype(cfg.precision))
         # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
         loss_scale = inner.inner_loss_scale(cfg.precision)
         slots = tf.cumsum(tf.cast(record, tf.int32)) - 1  # where the SR after n steps goes

@@ -56,7 +56,6 @@ import functools
 import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -65,9 +64,9 @@ from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import MetaTrainConfig, RunConfig
 from mzsr_tf.data.pipelines import TASK_KEYS
 from mzsr_tf.inner import ForwardFn, inner_loss_scale
-from mzsr_tf.model import MZSRNet, forward
+from mzsr_tf.model import MZSRNet, compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
-                              compute_dtype, make_adam, make_strategy, open_run_state, per_replica_batch,
+                              make_adam, make_strategy, open_run_state, per_replica_batch,
                               run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf.config import ModelConfig
+from mzsr_tf.config import PRECISIONS, ModelConfig, RuntimeConfig
 
 SCOPE = "MODEL"
 """The TF1 variable scope of the reference's weights."""
@@ -135,6 +135,13 @@ class MZSRNet(keras.Model):
     def param_names(self) -> Tuple[str, ...]:
         """Reference names of ``self.trainable_variables``, in the same order."""
         return param_names(self.model_config)
+
+
+def compute_dtype(precision: str) -> tf.DType:
+    """The convolutions' dtype of ``forward`` for a precision of ``config.PRECISIONS``: float16 /
+    bfloat16 for the mixed precisions (weights, losses and updates stay float32), else float32.
+    An unknown precision is a ``ConfigError`` listing them."""
+    return tf.as_dtype(PRECISIONS[RuntimeConfig(precision=precision).precision])
 
 
 def _forward_dtypes(x: tf.Tensor, compute_dtype: Optional[tf.DType]) -> Tuple[tf.DType, tf.DType]:

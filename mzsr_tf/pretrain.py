@@ -26,9 +26,9 @@ import tensorflow as tf
 
 from mzsr_tf.config import PretrainConfig, RunConfig
 from mzsr_tf.inner import l1_loss
-from mzsr_tf.model import MZSRNet, forward
+from mzsr_tf.model import MZSRNet, compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
-                              compute_dtype, make_adam, make_strategy, open_run_state, per_replica_batch,
+                              make_adam, make_strategy, open_run_state, per_replica_batch,
                               run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)

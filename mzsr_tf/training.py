@@ -40,7 +40,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from mzsr_tf.checkpoints import make_manager, restore_latest, save_checkpoint
-from mzsr_tf.config import (PRECISIONS, STRATEGIES, ConfigError, RunConfig, RuntimeConfig, load_run_config,
+from mzsr_tf.config import (STRATEGIES, ConfigError, RunConfig, RuntimeConfig, load_run_config,
                             save_run_config)
 
 log = logging.getLogger(__name__)
@@ -186,12 +186,6 @@ def check_precision(precision: str) -> str:
     return RuntimeConfig(precision=precision).precision
 
 
-def compute_dtype(precision: str) -> tf.DType:
-    """The convolutions' dtype: float16 / bfloat16 for the mixed precisions (variables, losses and
-    updates stay float32), else float32."""
-    return tf.as_dtype(PRECISIONS[check_precision(precision)])
-
-
 def needs_loss_scaling(precision: str) -> bool:
     """float16's narrow exponent range needs loss scaling; bfloat16 has float32's range."""
     return check_precision(precision) == "mixed_float16"
@@ -330,6 +324,24 @@ class RunLock:
         self.release()
 
 
+def latest_checkpoint(directory: Optional[str]) -> Optional[str]:
+    """The latest checkpoint of a run folder, or ``None`` (no folder given, none saved, or a folder
+    this worker cannot read)."""
+    if not directory:
+        return None
+    try:
+        return tf.train.latest_checkpoint(directory)
+    except (OSError, tf.errors.OpError):
+        return None
+
+
+def saved_run_config(directory: str) -> Optional[RunConfig]:
+    """The ``RunConfig`` of the run in ``directory`` if the folder holds checkpoints of one, else ``None``."""
+    if latest_checkpoint(directory) is None:
+        return None
+    return load_run_config(directory)
+
+
 def check_resumable(directory: str, run: RunConfig) -> Optional[RunConfig]:
     """Refuse, before anything is written, to train into a run folder that holds checkpoints of a
     run with another configuration; return the folder's saved ``RunConfig`` (``None`` for a new run).
@@ -337,9 +349,7 @@ def check_resumable(directory: str, run: RunConfig) -> Optional[RunConfig]:
     Only the fields of ``config.RUN_LENGTH_FIELDS`` (how long, how often, where, the strategy) may
     differ.
     """
-    if tf.train.latest_checkpoint(directory) is None:
-        return None
-    saved = load_run_config(directory)
+    saved = saved_run_config(directory)
     if saved is None:
         return None
     differences = run.resume_differences(saved)
@@ -395,13 +405,6 @@ class RunState:
         if path is None or self.chief:
             return path
         return os.path.join(self.run_directory, os.path.basename(path))
-
-    def latest_run_checkpoint(self) -> Optional[str]:
-        """The latest checkpoint of the run folder (the chief's), if this worker can see it."""
-        try:
-            return tf.train.latest_checkpoint(self.run_directory)
-        except (OSError, tf.errors.OpError):
-            return None
 
     @property
     def current_step(self) -> int:
@@ -549,12 +552,9 @@ def worker_lost(error: tf.errors.OpError, state: Optional[RunState], step: Optio
     saved."""
     if state is not None:
         directory = state.run_directory
-        last = state.latest_run_checkpoint() or state.run_checkpoint(state.last_saved)
+        last = latest_checkpoint(state.run_directory) or state.run_checkpoint(state.last_saved)
     else:
-        try:
-            last = tf.train.latest_checkpoint(directory) if directory else None
-        except (OSError, tf.errors.OpError):
-            last = None
+        last = latest_checkpoint(directory)
     kept = (f"the last checkpoint is {last}" if last
             else f"no checkpoint had been saved in {directory}")
     reason = " ".join(_collective_reason(error).split())
