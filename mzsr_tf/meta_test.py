@@ -50,6 +50,12 @@ class MetaTestError(ValueError):
     """A bad input to the meta-test; the message names the file and the problem."""
 
 
+MIN_SON_SIDE = 4
+"""The son (the input down-scaled once more) must be at least this many pixels on each side: it is the
+adaptation's only training input, and below 4x4 it holds no structure to learn from (the network's
+3x3 convolutions would see mostly padding). At x2 an input needs 7 pixels or more per side, at x4 13."""
+
+
 def expected_sr_shape(lr_shape, scale: float) -> Tuple[int, int]:
     """The SR image's ``(H, W)`` when no GT gives it: ``ceil(scale * (H, W))`` of ``lr_shape``.
 
@@ -155,6 +161,7 @@ class MetaTester:
     def _execute(self, lr, kernel, step_counts, output_shape, seed):
         """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
         cfg = self.config
+        check_son_size(lr.shape, cfg.scale, "the input image")
         counts = sorted(set(int(n) for n in step_counts))
         if not counts or counts[0] < 0:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
@@ -280,6 +287,22 @@ def check_kernel_fits(kernel: np.ndarray, kernel_path: str, lr_path: str, lr_sha
                     f"{lr_path} ({lr_shape[0]}x{lr_shape[1]})")
 
 
+def son_shape(lr_shape, scale: float) -> Tuple[int, int]:
+    """The son's ``(H, W)`` for an input of ``lr_shape``: ``ceil(shape / scale)`` (``imresize``'s rule)."""
+    return fix_scale_and_size(lr_shape[:2], scale=1.0 / scale)[1]
+
+
+def check_son_size(lr_shape, scale: float, lr_path: str, error: Type[ValueError] = MetaTestError) -> None:
+    """An input too small for its scale (its son under ``MIN_SON_SIDE`` pixels a side) is an ``error``
+    naming ``lr_path``, the son's size and the smallest input the scale accepts."""
+    son = son_shape(lr_shape, scale)
+    if min(son) < MIN_SON_SIDE:
+        smallest = int(np.floor((MIN_SON_SIDE - 1) * scale)) + 1
+        raise error(f"input {lr_path} ({lr_shape[0]}x{lr_shape[1]}) is too small for x{scale:g}: its son would "
+                    f"be {son[0]}x{son[1]}; at x{scale:g} an input needs at least {smallest} pixels a side "
+                    f"(son at least {MIN_SON_SIDE}x{MIN_SON_SIDE})")
+
+
 # --------------------------------------------------------------------------- a folder
 
 @dataclasses.dataclass
@@ -315,6 +338,7 @@ def load_inputs(input_dir: str, kernel_source: KernelSource, scale: float, gt_di
         gts = [None] * len(images)
     image_kernels = [kernel_source.kernel_for(path) for path in input_paths]
     for path, lr, (kernel, origin) in zip(input_paths, images, image_kernels):
+        check_son_size(lr.shape, scale, path)
         if kernel is not None:
             check_kernel_fits(kernel, origin, path, lr.shape)
     return FolderInputs(input_paths, images, gt_paths, gts, image_kernels)

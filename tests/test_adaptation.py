@@ -1,8 +1,6 @@
 """Tests of the meta-test (Algorithm 2): the in-graph loop, its invariants and the reference's numbers."""
 import dataclasses
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -125,3 +123,20 @@ def test_reduced_precision_stays_close_to_float32(small_model, blur, precision):
     assert np.max(np.abs(reduced.sr - reference.sr)) < tolerance
     np.testing.assert_allclose(reduced.son_losses, reference.son_losses, rtol=3e-2)
     assert not np.array_equal(reduced.sr, reference.sr)  # it really computed in another precision
+
+
+# The reference's test-time learning rates per model number (JWSoh/MZSR test.py, the if/elif ladder over
+# self.iter), written out by hand for ten steps.
+REFERENCE_TEST_RATES = {
+    0: [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3],   # Directx2
+    1: [1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3],   # Multi-scale
+    2: [1e-2, 1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3],   # Bicubicx2
+    3: [1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3],   # Directx4
+}
+
+
+@pytest.mark.parametrize("model_index", sorted(REFERENCE_TEST_RATES))
+def test_each_models_test_time_learning_rates_are_the_references(model_index):
+    config = preset_for_model(model_index).adaptation_config(num_steps=10)
+    assert list(config.inner_lr.rates(10)) == REFERENCE_TEST_RATES[model_index]
+    assert config.scale == (4.0 if model_index == 3 else 2.0)

@@ -291,3 +291,46 @@ def test_gt_names_that_do_not_correspond_are_named_in_a_warning(workspace, capsy
                         "order; GT of x.png: x.png or x_GT.png): b.png <-> c.png"]
     code, out, _ = _run(workspace, capsys, "--num", "1", "--savepath", str(tmp_path / "out"))
     assert code == 0 and "warning" not in out  # a.png <-> a_GT.png, b.png <-> b_GT.png
+
+
+# --------------------------------------------------------------------------- x4 (--model 3's scale)
+
+def _run_x4(workspace, capsys, inputpath, savepath, kernelpath=""):
+    argv = ["--model", "3", "--num", "1", "--inputpath", str(inputpath), "--gtpath", "",
+            "--kernelpath", str(kernelpath), "--savepath", str(savepath),
+            "--checkpoint", str(workspace / "ckpt" / "weights")]
+    code = _load_main().main(argv)
+    return code, capsys.readouterr()
+
+
+def test_an_input_too_small_for_x4_is_refused_with_one_line(workspace, capsys, tmp_path):
+    """12x12 at x4: the son would be 3x3. The same image runs at x2 (son 6x6), and 13x13 runs at x4."""
+    folder = _folder_with(tmp_path, "small", np.full((12, 12, 3), 90, np.uint8))
+    code, captured = _run_x4(workspace, capsys, folder, tmp_path / "out")
+    assert code == 2
+    assert captured.err == (f"error: input {folder / 'a.png'} (12x12) is too small for x4: its son would be 3x3; "
+                            "at x4 an input needs at least 13 pixels a side (son at least 4x4)\n")
+    assert not (tmp_path / "out" / "01").exists()
+    code, captured = _run_x4(workspace, capsys, _folder_with(tmp_path, "x4ok", np.full((13, 15, 3), 90, np.uint8)),
+                             tmp_path / "ok")
+    assert code == 0, captured.err
+    # without GT the output is ceil(4 x shape)
+    assert iio.imread(tmp_path / "ok" / "01" / "a.png").shape == (52, 60, 3)
+
+
+def test_x4_son_of_a_small_input_with_a_21x21_kernel(workspace, capsys, tmp_path):
+    """The son of a 22x25 input at x4 under a 21x21 kernel is 6x7, its output 88x100; one step runs and the
+    result is not a constant image (the kernel is larger than the son, not than the input)."""
+    rng = np.random.default_rng(3)
+    hr = _smooth_image(rng, 88, 100)
+    kernel = kernels.isotropic_gaussian(21, 2.0)
+    lr = metrics.to_uint8(degradation.degrade(hr, kernel, 4.0))
+    assert lr.shape == (22, 25, 3)
+    folder = _folder_with(tmp_path, "x4", lr)
+    kernels.save_kernel(tmp_path / "k21.mat", kernel)
+    code, captured = _run_x4(workspace, capsys, folder, tmp_path / "out", kernelpath=tmp_path / "k21.mat")
+    assert code == 0, captured.err
+    sr = iio.imread(tmp_path / "out" / "01" / "a.png")
+    assert sr.shape == (88, 100, 3) and sr.std() > 5
+    results = json.loads((tmp_path / "out" / "01" / "results.json").read_text())
+    assert results["images"][0]["son_losses"][0] > 0
