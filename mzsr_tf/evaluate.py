@@ -51,7 +51,7 @@ from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.meta_test import MetaTester, check_kernel_fits, paired_paths, read_pair
 from mzsr_tf.model import forward
-from mzsr_tf.testsets import KERNEL_FILE, PAPER_KERNELS, PAPER_RESULTS, PaperKernel, get_kernel
+from mzsr_tf.testsets import BicubicScenario, DEGRADATION_ORDER, KERNEL_FILE, PAPER_RESULTS, PaperKernel, get_kernel
 
 BASELINES = ("bicubic", "zssr")
 
@@ -83,23 +83,30 @@ class Cell:
     gives the blur kernel of one input (``testset_kernel_source``).
     """
 
-    paper_kernel: PaperKernel
+    paper_kernel: PaperKernel  # or a testsets.RandomKernels
     set_name: str
     input_dir: str
     gt_dir: str
     kernel_source: KernelSource
 
 
-def testset_kernel_source(kernel_dir: str) -> KernelSource:
-    """The blur kernels of a test set's kernel folder ``Input/<kernel>/``: its ``kernel.mat`` for every
-    image (what ``make_testset`` writes), else one ``<image stem>.mat`` per image (e.g. estimated
-    kernels; ``KernelSource.from_folder``).  A folder with no ``.mat`` file is an ``EvaluationError``."""
+def _holds_kernels(folder: str) -> bool:
+    return os.path.isdir(folder) and any(name.endswith(".mat") for name in os.listdir(folder))
+
+
+def testset_kernel_source(kernel_dir: str, set_dir: Optional[str] = None) -> KernelSource:
+    """The blur kernels of one set of a test set's kernel folder ``Input/<kernel>/``: its ``kernel.mat``
+    for every image (what ``make_testset`` writes for the paper's kernels), else one ``<image stem>.mat``
+    per image beside the images in ``set_dir`` (``rk``) or in ``kernel_dir`` itself (e.g. estimated
+    kernels; ``KernelSource.from_folder``).  No ``.mat`` file in either is an ``EvaluationError``."""
     shared = os.path.join(kernel_dir, KERNEL_FILE)
     if os.path.isfile(shared):
         return KernelSource.from_file(shared)
-    if not any(name.endswith(".mat") for name in os.listdir(kernel_dir)):
-        raise EvaluationError(f"kernel file {shared} is missing")
-    return KernelSource.from_folder(kernel_dir)
+    for folder in ([set_dir] if set_dir else []) + [kernel_dir]:
+        if _holds_kernels(folder):
+            return KernelSource.from_folder(folder)
+    raise EvaluationError(f"kernel file {shared} is missing (and no per-image <image>.mat kernels beside the "
+                          "images)")
 
 
 def column_key(method: str, steps: Optional[int] = None) -> str:
@@ -159,7 +166,7 @@ def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
             raise EvaluationError(f"kernel(s) {', '.join(absent)} not in test set {testset_dir}; it has: "
                                   + (", ".join(present) or "(none)"))
     else:  # every kernel folder, in the paper's order
-        paper_kernels = sorted((get_kernel(name) for name in present), key=lambda k: list(PAPER_KERNELS).index(k.name))
+        paper_kernels = sorted((get_kernel(name) for name in present), key=lambda k: DEGRADATION_ORDER.index(k.name))
         if not paper_kernels:
             raise EvaluationError(f"test set {testset_dir} has no kernel folders under Input/")
     cells = []
@@ -173,12 +180,14 @@ def find_cells(testset_dir: str, kernel_names: Optional[Sequence[str]] = None,
                                   + (", ".join(sets_here) or "(none)"))
         if not wanted:
             raise EvaluationError(f"{kernel_dir} holds no image sets")
-        kernel_source = testset_kernel_source(kernel_dir)
         for set_name in wanted:
             gt_dir = os.path.join(testset_dir, paper_kernel.gt_folder, set_name)
             if not os.path.isdir(gt_dir):
                 raise EvaluationError(f"GT folder {gt_dir} for {paper_kernel.name}/{set_name} does not exist")
-            cells.append(Cell(paper_kernel, set_name, os.path.join(kernel_dir, set_name), gt_dir, kernel_source))
+            set_dir = os.path.join(kernel_dir, set_name)
+            source = (KernelSource.bicubic() if isinstance(paper_kernel, BicubicScenario)
+                      else testset_kernel_source(kernel_dir, set_dir))
+            cells.append(Cell(paper_kernel, set_name, set_dir, gt_dir, source))
     return cells
 
 
@@ -188,21 +197,22 @@ def _image_pairs(cell: Cell) -> List[Tuple[str, str]]:
 
 def _read_pair(cell: Cell, lr_path: str, gt_path: str, image_kernel: ImageKernel):
     lr, gt = read_pair(lr_path, gt_path, cell.paper_kernel.scale)
-    check_kernel_fits(image_kernel.kernel, image_kernel.origin, lr_path, lr.shape, EvaluationError)
+    if image_kernel.kernel is not None:
+        check_kernel_fits(image_kernel.kernel, image_kernel.origin, lr_path, lr.shape, EvaluationError)
     return lr, gt
 
 
 def check_cells(cells: Sequence[Cell]) -> Dict[str, ImageKernel]:
     """Read every kernel and image pair once (sizes, pairing) before any work.
 
-    Returns each input's blur kernel by its path: float32 ``[k, k]`` summing to 1, and the file it
-    came from.
+    Returns each input's blur kernel by its path: float32 ``[k, k]`` summing to 1 (None: bicubic
+    degradation), and the file it came from.
     """
     image_kernels = {}
     for cell in cells:
         for lr_path, gt_path in _image_pairs(cell):
             kernel, origin = cell.kernel_source.kernel_for(lr_path)
-            image_kernels[lr_path] = ImageKernel(kernel.astype(np.float32), origin)
+            image_kernels[lr_path] = ImageKernel(None if kernel is None else kernel.astype(np.float32), origin)
             _read_pair(cell, lr_path, gt_path, image_kernels[lr_path])
     return image_kernels
 
@@ -623,5 +633,5 @@ def write_results(results: Mapping, out_dir: str, command: Optional[str] = None,
         path = os.path.join(figures_dir, f"crops_{kernel_name}.png")
         shown = [key for key in results["columns"] if key != "mzsr_0"]
         paths[f"crops_{kernel_name}"] = plots.plot_crops(items, shown, path,
-                                                         title=PAPER_KERNELS[kernel_name].paper_name)
+                                                         title=get_kernel(kernel_name).paper_name)
     return paths

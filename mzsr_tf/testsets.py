@@ -16,6 +16,13 @@ on disk    paper          scale  subsample  kernel (21 x 21)                    
 ``g20x4``  g^d_2.0 (×4)   4      direct     isotropic, width 2.0                      direct_x4
 =========  =============  =====  =========  ========================================  ============
 
+``bic`` is the paper's "bicubic" scenario (its Table 1): the LR is MATLAB's ``imresize(HR, 0.5)`` (bicubic
+with antialiasing, no other blur), made in float64 by ``mzsr_tf.imresize`` and rounded to uint8; it has no
+``kernel.mat`` and is meta-tested as bicubic degradation (``--kernelpath ''``, preset bicubic_x2).
+
+``rk`` is not the paper's: a blind benchmark with its own random kernel per image (``RandomKernels``,
+KernelGAN's DIV2KRK recipe), saved beside each input as ``<image>.mat``.
+
 All kernels are 21 x 21 as the authors' released ``Input/g20/kernel.mat`` (which ``g20`` equals to
 float64 rounding, and whose inputs it regenerates bit-exactly).  "preset" names the published model
 (and test-time learning-rate schedule) meant for the degradation (``mzsr_tf.config.PRESETS``).
@@ -27,6 +34,7 @@ A test set on disk (``make_testset``)::
     NAME/testset.json                    what was made, from what, with which parameters
     NAME/Input/<kernel>/kernel.mat       the blur kernel (variable ``kernel``)
     NAME/Input/<kernel>/<set>/<img>.png  LR inputs, 8-bit RGB
+    NAME/Input/rk/<set>/<img>.mat        per-image kernels (``rk`` only; no shared kernel.mat)
     NAME/GT/<set>/<img>.png              HR images modcropped by 2 (×2 kernels)
     NAME/GT_x4/<set>/<img>.png           HR images modcropped by 4 (×4 kernels)
 
@@ -41,6 +49,7 @@ import dataclasses
 import datetime
 import json
 import os
+import zlib
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -133,9 +142,99 @@ PAPER_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, float]]] = {
                           "mzsr_1": (26.73, 0.7138), "mzsr_10": (26.89, 0.7168)},
     ("g20x4", "Urban100"): {"bicubic": (21.16, 0.5811), "zssr": (23.53, 0.6822),
                             "mzsr_1": (24.36, 0.7333), "mzsr_10": (24.65, 0.7394)},
+    # the "bicubic" scenario, the paper's Table 1 (its supervised CARN and RCAN rows are left out)
+    ("bic", "Set5"): {"bicubic": (33.64, 0.9293), "zssr": (36.93, 0.9554),
+                      "mzsr_1": (36.77, 0.9549), "mzsr_10": (37.25, 0.9567)},
+    ("bic", "BSD100"): {"bicubic": (29.55, 0.8427), "zssr": (31.43, 0.8901),
+                        "mzsr_1": (31.33, 0.8910), "mzsr_10": (31.64, 0.8928)},
+    ("bic", "Urban100"): {"bicubic": (26.87, 0.8398), "zssr": (29.34, 0.8941),
+                          "mzsr_1": (30.01, 0.9054), "mzsr_10": (30.41, 0.9092)},
 }
 """The paper's (PSNR dB, SSIM) on the Y channel by ``(kernel name, set name)`` and column key
 (``bicubic``, ``zssr``, ``mzsr_1``, ``mzsr_10``: ``mzsr_tf.evaluate.column_key``'s keys)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Degradation:
+    """What every degradation without one fixed Gaussian kernel has: its folder name, the paper's name,
+    scale, subsampling after the blur, the preset meant for it and a one-line description."""
+
+    name: str
+    paper_name: str
+    scale: float
+    ds_method: str
+    preset: str
+    description: str
+
+    @property
+    def gt_folder(self) -> str:
+        """The GT folder of this degradation's scale."""
+        return gt_folder(self.scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class BicubicScenario(Degradation):
+    """The paper's "bicubic" degradation: bicubic down-sampling with antialiasing and nothing else.
+
+    Its ``kernel()`` is ``'cubic'`` (``degradation.degrade``'s name for it): no kernel file is written
+    and the meta-test makes the son by bicubic down-sampling too.
+    """
+
+    def kernel(self) -> str:
+        return degradation.CUBIC
+
+
+BICUBIC_SCENARIOS: Dict[str, BicubicScenario] = {k.name: k for k in (
+    BicubicScenario("bic", "bicubic", 2.0, "bicubic", "bicubic_x2",
+                    "MATLAB imresize(HR, 0.5): bicubic with antialiasing, no kernel"),
+)}
+"""Degradations without a blur kernel, by folder name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomKernels(Degradation):
+    """A degradation with its own random blur kernel per image (a blind benchmark, not the paper's).
+
+    The recipe of KernelGAN's DIV2KRK (Bell-Kligler, Shocher and Irani, NeurIPS 2019, Sec. 5; their
+    BlindSR_dataset_generator): covariance eigenvalues ``l1, l2 ~ U(min_var, max_var)`` drawn
+    independently (``0.175 * scale`` and ``2.5 * scale``), angle ``theta ~ U[0, pi)``, the Gaussian
+    sampled on ``support x support`` pixels (11 at x2), times ``1 + U(-noise_level, noise_level)``
+    per pixel (multiplicative noise), normalised to sum 1, then zero-padded to ``ksize x ksize``
+    centred (the size MZSR's kernels have).  Unlike DIV2KRK the kernel is centred by this project's
+    convention (``mzsr_tf.kernels``), so the LR is not shifted against its GT.  Each image's draw is
+    seeded by ``(seed, crc32("<set>/<image stem>"))``: reproducible and independent of which other
+    images or sets are made.
+    """
+
+    min_var: float
+    max_var: float
+    noise_level: float
+    support: int
+    ksize: int
+    seed: int
+
+    def draw(self, set_name: str, image_stem: str) -> Tuple[np.ndarray, Dict[str, float]]:
+        """The kernel of one image, float64 ``[ksize, ksize]`` summing to 1, and its parameters."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{set_name}/{image_stem}".encode())])
+        l1, l2 = rng.uniform(self.min_var, self.max_var, size=2)
+        theta = rng.uniform(0.0, np.pi)
+        gaussian = kernels.anisotropic_gaussian(self.support, theta, l1, l2)
+        noisy = gaussian * (1.0 + rng.uniform(-self.noise_level, self.noise_level, size=gaussian.shape))
+        pad = (self.ksize - self.support) // 2
+        kernel = np.pad(noisy / noisy.sum(), pad)
+        return kernel, {"l1": float(l1), "l2": float(l2), "theta": float(theta)}
+
+
+RANDOM_KERNEL_SETS: Dict[str, RandomKernels] = {k.name: k for k in (
+    RandomKernels("rk", "random kernels (DIV2KRK recipe)", 2.0, "direct", "direct_x2",
+                  "one random anisotropic Gaussian per image (variances U(0.35, 5), 11x11 support, 25% "
+                  "multiplicative noise), direct subsampling",
+                  min_var=0.35, max_var=5.0, noise_level=0.25, support=11, ksize=21, seed=0),
+)}
+"""Degradations with a kernel per image, by folder name (``make_testset`` saves each beside its input)."""
+
+DEGRADATION_ORDER = list(PAPER_KERNELS) + list(BICUBIC_SCENARIOS) + list(RANDOM_KERNEL_SETS)
+"""Every degradation name, in table order."""
 
 
 def gt_folder(scale: float) -> str:
@@ -143,14 +242,18 @@ def gt_folder(scale: float) -> str:
     return "GT" if scale == 2 else f"GT_x{scale:g}"
 
 
-def get_kernel(name: str) -> PaperKernel:
-    """A paper kernel by its folder name; an unknown name is a ``TestSetError`` listing the known ones."""
-    try:
+def get_kernel(name: str):
+    """A degradation by its folder name: a ``PaperKernel`` or a ``RandomKernels``; an unknown name is a
+    ``TestSetError`` listing the known ones."""
+    if name in PAPER_KERNELS:
         return PAPER_KERNELS[name]
-    except KeyError:
-        raise TestSetError(f"unknown kernel {name!r}; known kernels: "
-                           + ", ".join(f"{k.name} ({k.paper_name})" for k in PAPER_KERNELS.values())
-                           ) from None
+    if name in BICUBIC_SCENARIOS:
+        return BICUBIC_SCENARIOS[name]
+    if name in RANDOM_KERNEL_SETS:
+        return RANDOM_KERNEL_SETS[name]
+    known = list(PAPER_KERNELS.values()) + list(BICUBIC_SCENARIOS.values()) + list(RANDOM_KERNEL_SETS.values())
+    raise TestSetError(f"unknown kernel {name!r}; known kernels: "
+                       + ", ".join(f"{k.name} ({k.paper_name})" for k in known))
 
 
 def find_hr_sets(hr_dir: str, names: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
@@ -193,10 +296,11 @@ def read_hr(path: str):
     return to_rgb_uint8(image, path, error=TestSetError), is_grayscale(image)
 
 
-def make_lr(hr: np.ndarray, paper_kernel: PaperKernel, kernel: Optional[np.ndarray] = None):
+def make_lr(hr: np.ndarray, paper_kernel, kernel: Optional[np.ndarray] = None):
     """``(modcropped HR, LR)``, both uint8 ``[H, W, 3]``, for one uint8 HR image and one degradation.
 
-    ``kernel`` defaults to ``paper_kernel.kernel()``.  The LR is computed in float64 (``degrade``).
+    ``kernel`` defaults to ``paper_kernel.kernel()`` (a ``RandomKernels`` degradation must pass its
+    image's kernel).  The LR is computed in float64 (``degrade``).
     """
     gt = metrics.modcrop(hr, paper_kernel.scale)
     blur = paper_kernel.kernel() if kernel is None else kernel
@@ -204,7 +308,7 @@ def make_lr(hr: np.ndarray, paper_kernel: PaperKernel, kernel: Optional[np.ndarr
     return gt, metrics.to_uint8(lr)
 
 
-def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(PAPER_KERNELS),
+def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(DEGRADATION_ORDER),
                  set_names: Optional[Sequence[str]] = None,
                  log: Callable[[str], None] = print) -> Dict:
     """Write the LR inputs, kernels and modcropped GT of every set × kernel; returns the manifest.
@@ -232,17 +336,25 @@ def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(
     total = sum(len(v) for v in images.values()) * len(paper_kernels)
     done = 0
     for paper_kernel in paper_kernels:
-        kernel = paper_kernel.kernel()
+        per_image = isinstance(paper_kernel, RandomKernels)
         kernel_dir = os.path.join(out_dir, "Input", paper_kernel.name)
         os.makedirs(kernel_dir, exist_ok=True)
-        kernels.save_kernel(os.path.join(kernel_dir, KERNEL_FILE), kernel)
+        if not per_image:
+            kernel = paper_kernel.kernel()
+        if isinstance(paper_kernel, PaperKernel):
+            kernels.save_kernel(os.path.join(kernel_dir, KERNEL_FILE), kernel)
         for set_name, paths in hr_sets.items():
             lr_dir = os.path.join(kernel_dir, set_name)
             gt_dir = os.path.join(out_dir, paper_kernel.gt_folder, set_name)
             os.makedirs(lr_dir, exist_ok=True)
             os.makedirs(gt_dir, exist_ok=True)
             for path, (hr, _) in zip(paths, images[set_name]):
-                file_name = os.path.splitext(os.path.basename(path))[0] + ".png"
+                stem = os.path.splitext(os.path.basename(path))[0]
+                file_name = stem + ".png"
+                if per_image:
+                    kernel, parameters = paper_kernel.draw(set_name, stem)
+                    kernels.save_kernel(os.path.join(lr_dir, stem + ".mat"), kernel)
+                    manifest["kernels"][paper_kernel.name].setdefault("images", {})[f"{set_name}/{stem}"] = parameters
                 gt, lr = make_lr(hr, paper_kernel, kernel)
                 atomic.write_png(os.path.join(lr_dir, file_name), lr)
                 atomic.write_png(os.path.join(gt_dir, file_name), gt)

@@ -56,7 +56,7 @@ def test_kernel_table_matches_the_paper():
 
 
 def test_paper_results_cover_every_kernel_and_set_with_the_table_columns():
-    assert set(testsets.PAPER_RESULTS) == {(kernel, set_name) for kernel in testsets.PAPER_KERNELS
+    assert set(testsets.PAPER_RESULTS) == {(kernel, set_name) for kernel in [*testsets.PAPER_KERNELS, "bic"]
                                            for set_name in ("Set5", "BSD100", "Urban100")}
     assert all(set(columns) == {"bicubic", "zssr", "mzsr_1", "mzsr_10"}
                for columns in testsets.PAPER_RESULTS.values())
@@ -150,3 +150,106 @@ def test_script_exit_codes(tmp_path, hr_folder, capsys):
     assert error.startswith("error: unknown kernel 'g99'") and "\n" not in error
     assert script.main(["--hr", str(hr_folder / "B"), "--out", str(tmp_path / "o"), "--kernels", "g20,b13"]) == 0
     assert (tmp_path / "o" / "Input" / "b13" / "B" / "other.png").exists()
+
+
+# --------------------------------------------------------------------------- rk: a random kernel per image
+
+def _div2krk_kernel_by_hand(set_name, stem):
+    """The rk recipe written out independently: eigenvalues U(0.35, 5), angle U[0, pi), an 11x11 Gaussian
+    exp(-x^T Sigma^-1 x / 2) centred on pixel 5, times 1 + U(-0.25, 0.25), normalised, padded to 21x21."""
+    import zlib
+    rng = np.random.default_rng([0, zlib.crc32(f"{set_name}/{stem}".encode())])
+    l1, l2 = rng.uniform(0.35, 5.0, size=2)
+    theta = rng.uniform(0.0, np.pi)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    inverse = np.linalg.inv(rotation @ np.diag([l1, l2]) @ rotation.T)
+    y, x = np.mgrid[0:11, 0:11] - 5.0
+    points = np.stack([x, y], -1)
+    gaussian = np.exp(-0.5 * np.einsum("...i,ij,...j->...", points, inverse, points))
+    gaussian /= gaussian.sum()
+    noisy = gaussian * (1.0 + rng.uniform(-0.25, 0.25, size=(11, 11)))
+    kernel = np.zeros((21, 21))
+    kernel[5:16, 5:16] = noisy / noisy.sum()
+    return kernel
+
+
+def test_rk_kernels_follow_the_recipe_and_are_saved_beside_their_inputs(hr_folder, tmp_path):
+    from mzsr_tf.degradation import degrade
+    out = tmp_path / "ts"
+    manifest = testsets.make_testset(str(hr_folder), str(out), ["rk"], log=lambda s: None)
+    assert not (out / "Input" / "rk" / "kernel.mat").exists()
+    hr = iio.imread(hr_folder / "A" / "colour.png")
+    kernel = load_kernel(out / "Input" / "rk" / "A" / "colour.mat")
+    np.testing.assert_allclose(kernel, _div2krk_kernel_by_hand("A", "colour"), rtol=0, atol=1e-12)
+    expected = to_uint8(degrade(hr[:90, :100] / 255.0, kernel, 2.0, ds_method="direct"))
+    np.testing.assert_array_equal(iio.imread(out / "Input" / "rk" / "A" / "colour.png"), expected)
+    # each image its own kernel, the same on every run, whatever else is made
+    other = load_kernel(out / "Input" / "rk" / "B" / "other.mat")
+    assert np.abs(other - kernel).max() > 1e-3
+    testsets.make_testset(str(hr_folder / "B"), str(tmp_path / "alone"), ["rk"], log=lambda s: None)
+    np.testing.assert_array_equal(load_kernel(tmp_path / "alone" / "Input" / "rk" / "B" / "other.mat"), other)
+    parameters = manifest["kernels"]["rk"]["images"]["A/colour"]
+    assert 0.35 <= parameters["l1"] <= 5.0 and 0.35 <= parameters["l2"] <= 5.0 and 0 <= parameters["theta"] < np.pi
+
+
+def test_evaluate_finds_the_per_image_kernels_of_rk(hr_folder, tmp_path):
+    from mzsr_tf.evaluate import find_cells
+    out = tmp_path / "ts"
+    testsets.make_testset(str(hr_folder), str(out), ["rk", "g20"], log=lambda s: None)
+    cells = find_cells(str(out))
+    assert [(c.paper_kernel.name, c.set_name) for c in cells] == [("g20", "A"), ("g20", "B"), ("rk", "A"), ("rk", "B")]
+    rk_a = cells[2]
+    assert rk_a.kernel_source.kernel_for(str(out / "Input" / "rk" / "A" / "gray.png")).origin == \
+        str(out / "Input" / "rk" / "A" / "gray.mat")
+
+
+# --------------------------------------------------------------------------- bic: the paper's "bicubic" scenario
+
+def _matlab_imresize_half(image):
+    """MATLAB's imresize(image, 0.5) (bicubic, antialiasing) written out from its documented algorithm, in
+    float64: per output index i (1-based) the centre u = i / 0.5 + 0.5 (1 - 1 / 0.5) = 2 i - 0.5, the cubic
+    kernel (a = -0.5) stretched by 2 and scaled by 0.5 over 10 taps from floor(u - 4), indices mirrored at
+    the borders, weights normalised; rows first, then columns (MATLAB's order for a downscale, the
+    dimension with the larger scale change first: equal here, so dimension 1 first)."""
+    def cubic(x):
+        x = np.abs(x)
+        return ((1.5 * x ** 3 - 2.5 * x ** 2 + 1) * (x <= 1)
+                + (-0.5 * x ** 3 + 2.5 * x ** 2 - 4 * x + 2) * ((x > 1) & (x <= 2)))
+
+    def along(axis_length):
+        out = np.arange(1, (axis_length + 1) // 2 + 1)
+        u = 2.0 * out - 0.5
+        left = np.floor(u - 4.0)
+        taps = left[:, None] + np.arange(10)[None, :]
+        weights = 0.5 * cubic(0.5 * (u[:, None] - taps))
+        weights /= weights.sum(1, keepdims=True)
+        index = taps.astype(int) - 1                       # 0-based, then mirrored (MATLAB's 'symmetric')
+        period = np.concatenate([np.arange(axis_length), np.arange(axis_length)[::-1]])
+        return weights, period[np.mod(index, 2 * axis_length)]
+
+    rows_w, rows_i = along(image.shape[0])
+    image = np.einsum("ok,okc...->oc...", rows_w, image[rows_i]) if image.ndim == 2 else \
+        np.einsum("ok,okwc->owc", rows_w, image[rows_i])
+    cols_w, cols_i = along(image.shape[1])
+    return np.einsum("ok,hokc->hoc", cols_w, image[:, cols_i])
+
+
+def test_bic_inputs_are_matlab_imresize_half_bit_for_bit(hr_folder, tmp_path):
+    out = tmp_path / "ts"
+    manifest = testsets.make_testset(str(hr_folder), str(out), ["bic"], log=lambda s: None)
+    assert not (out / "Input" / "bic" / "kernel.mat").exists()  # no kernel: meta-tested as bicubic degradation
+    assert manifest["kernels"]["bic"]["preset"] == "bicubic_x2"
+    for set_name, name, stem in (("A", "colour.png", "colour"), ("B", "other.bmp", "other")):
+        hr = iio.imread(hr_folder / set_name / name).astype(np.float64) / 255.0
+        hr = hr[:hr.shape[0] // 2 * 2, :hr.shape[1] // 2 * 2]
+        expected = np.round(np.clip(_matlab_imresize_half(hr) * 255.0, 0, 255)).astype(np.uint8)
+        np.testing.assert_array_equal(iio.imread(out / "Input" / "bic" / set_name / f"{stem}.png"), expected)
+
+
+def test_evaluate_meta_tests_bic_as_bicubic_degradation(hr_folder, tmp_path):
+    from mzsr_tf.evaluate import find_cells
+    testsets.make_testset(str(hr_folder), str(tmp_path / "ts"), ["bic"], log=lambda s: None)
+    cells = find_cells(str(tmp_path / "ts"), ["bic"])
+    assert [c.paper_kernel.preset for c in cells] == ["bicubic_x2", "bicubic_x2"]
+    assert cells[0].kernel_source.kernel_for("any.png").kernel is None
+    assert testsets.PAPER_RESULTS[("bic", "Set5")]["mzsr_10"] == (37.25, 0.9567)  # the paper's Table 1
