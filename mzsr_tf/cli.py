@@ -16,6 +16,7 @@ and logging variables it reads at import.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -30,6 +31,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """Where relative preset paths (``checkpoints/...``) and the demo images are looked up."""
 DEMO_DIR = os.path.join(REPO_ROOT, "dataset", "demo")
+DEMO_KERNEL = os.path.join(DEMO_DIR, "kernel.mat")
 MODEL_CHOICES = tuple(sorted(p.model_index for p in PRESETS.values()))
 MODEL_HELP = ", ".join(f"{p.model_index} {p.reference_name}" for p in
                        sorted(PRESETS.values(), key=lambda p: p.model_index))
@@ -211,24 +213,55 @@ def _meta_test(args) -> int:
              preset.reference_name, config.scale, config.ds_method, config.num_steps,
              list(config.inner_lr.rates(config.num_steps)), config.precision)
     normalize = bool(getattr(args, "normalize_kernel", False))
-    # a .mat file, a folder of <input>.mat, or ''
-    kernel_source = KernelSource.from_path(args.kernelpath, normalize=normalize)
-    if args.kernelpath:
-        log.info("%s", kernel_source.description)
-    else:
-        log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
     gt_dir = args.gtpath or None
-    inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
+    estimating = None
+    if getattr(args, "estimate_iterations", None) is not None and not args.estimate_kernel:
+        raise ConfigError("--estimate-iterations is a setting of --estimate-kernel, which is not given")
+    if getattr(args, "estimate_kernel", False):
+        estimating, kernel_source = _estimating_kernels(args, config)
+    else:
+        kernelpath = args.kernelpath if args.kernelpath is not None else DEMO_KERNEL
+        # a .mat file, a folder of <input>.mat, or ''
+        kernel_source = KernelSource.from_path(kernelpath, normalize=normalize)
+        if kernelpath:
+            log.info("%s", kernel_source.description)
+        else:
+            log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
+        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
     check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
     checkpoint = checkpoint_for_preset(args.checkpoint, preset, REPO_ROOT)
     model = MZSRNet()
     loaded = load_weights(model, checkpoint)
+    if estimating is not None:  # the slow part, after every cheap check (the checkpoint loads)
+        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
     tester = MetaTester(model.trainable_variables, config)
+    extra_info = {"checkpoint": loaded, "model": preset.reference_name, "kernel_normalized": normalize}
+    if estimating is not None:
+        extra_info["kernel_estimation"] = estimating.record()
     with write_errors_as(OutputError):
         run_folder(tester, args.inputpath, args.savepath, kernel_source, gt_dir=gt_dir, log=log.info,
-                   extra_info={"checkpoint": loaded, "model": preset.reference_name,
-                               "kernel_normalized": normalize}, inputs=inputs)
+                   extra_info=extra_info, inputs=inputs)
     return EXIT_OK
+
+
+def _estimating_kernels(args, config):
+    """``--estimate-kernel``: refused with ``--kernelpath``; every input checked (readable, large enough)
+    before any estimation; the estimates go beside the SR output, ``SAVEPATH/NN/<input>.mat``."""
+    from mzsr_tf.blind import EstimatingKernels, check_estimable
+    from mzsr_tf.data.images import list_images
+    from mzsr_tf.meta_test import MetaTestError, output_folder, read_rgb
+
+    if args.kernelpath is not None:
+        raise ConfigError("--estimate-kernel and --kernelpath together: give a kernel, or have it estimated, not both")
+    paths = list_images(args.inputpath, "input", error=MetaTestError)
+    images = [read_rgb(path) for path in paths]
+    estimator_config = estimator_config_from_flags(args.estimate_iterations, "--estimate-iterations")
+    check_estimable(paths, estimator_config, images)
+    save_dir = output_folder(args.savepath, config.num_steps)
+    estimating = EstimatingKernels(save_dir, config.scale, estimator_config, log=log.info)
+    log.info("no kernel given: each input's kernel is estimated (KernelGAN, %d images) and saved in %s",
+             len(paths), save_dir)
+    return estimating, estimating.source
 
 
 # --------------------------------------------------------------------------- training runs
@@ -417,7 +450,8 @@ def _evaluate(args) -> int:
              ", ".join(f"{c.paper_kernel.name}/{c.set_name}" for c in cells), args.steps,
              ", ".join(split_names(args.baselines)) or "none")
     results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
-                                zssr=zssr, figure_images=split_names(args.figure_images), log=log.info)
+                                zssr=zssr, figure_images=split_names(args.figure_images), log=log.info,
+                                self_ensemble=args.self_ensemble)
     with write_errors_as(OutputError):
         paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
                                        testsets=args.testsets)
@@ -446,9 +480,14 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--inputpath", default=os.path.join(DEMO_DIR, "Input"), help="folder of LR images")
     test.add_argument("--gtpath", default=os.path.join(DEMO_DIR, "GT"),
                       help="folder of GT images, paired with the inputs by sorted order ('' for none)")
-    test.add_argument("--kernelpath", default=os.path.join(DEMO_DIR, "kernel.mat"),
+    test.add_argument("--kernelpath", default=None,
                       help="blur kernel .mat (key 'kernel', summing to 1), or a folder of <input name>.mat "
-                           "per image; '' means bicubic degradation")
+                           "per image; '' means bicubic degradation (default: dataset/demo/kernel.mat)")
+    test.add_argument("--estimate-kernel", action="store_true",
+                      help="estimate each input's kernel from the input itself (KernelGAN, mzsr_tf/blind.py), "
+                           "save it as SAVEPATH/NN/<input>.mat and use it; not with --kernelpath")
+    test.add_argument("--estimate-iterations", type=int, default=None,
+                      help="with --estimate-kernel: the estimator's iterations (default: KernelGANConfig's)")
     test.add_argument("--normalize-kernel", action="store_true",
                       help="divide each kernel by its sum instead of refusing one whose sum is not 1 "
                            "(within 1e-3)")
@@ -463,6 +502,9 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--scale", type=float, default=None, help="super-resolution factor (default: the preset's)")
     test.add_argument("--noise", type=float, default=0.0, help="std of noise added to the son (images in [0, 1])")
     test.add_argument("--backprojection", action="store_true", help="refine by 4 back-projection iterations")
+    test.add_argument("--self-ensemble", action="store_true",
+                      help="average the eight flips/rotations of each input, each adapted on its own with its "
+                           "kernel turned alike (beyond the paper; 8x the time)")
     test.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                       help="float32 (default) reproduces the reference; mixed_*: float16/bfloat16 "
                            "convolutions with float32 weights (meta-test and training)")
@@ -486,6 +528,7 @@ def adaptation_config_from_flags(args, preset: Preset):
     for option, key, value in (("--num", "num_steps", args.num_steps), ("--scale", "scale", args.scale),
                                ("--noise", "noise_std", args.noise),
                                ("--backprojection", "back_projection", bool(args.backprojection)),
+                               ("--self-ensemble", "self_ensemble", bool(getattr(args, "self_ensemble", False))),
                                ("--precision", "precision", args.precision)):
         if value is not None:
             config = _with_option(option, value, lambda: override(config, {key: value}))
@@ -583,6 +626,106 @@ def generate_tfrecord_script(argv: Optional[Sequence[str]] = None) -> int:
     return _run_script(generate_tfrecord_parser(), generate_tfrecord_from_flags, argv)
 
 
+# --------------------------------------------------------------------------- scripts/estimate_kernel.py, blind_benchmark.py
+
+def estimate_kernel_parser() -> argparse.ArgumentParser:
+    """``scripts/estimate_kernel.py``: the blur kernel of each image of a folder, from the image alone."""
+    parser = _parser("scripts/estimate_kernel.py",
+        description="Estimate the blur kernel of every image in --inputpath from the image alone (KernelGAN, "
+                    "mzsr_tf/kernel_estimation.py). Writes SAVEPATH/<image>.mat (key 'kernel', 21x21, the size "
+                    "MZSR's kernels have), SAVEPATH/<image>_kernel.png and SAVEPATH/estimation.json (settings, "
+                    "seconds per image). SAVEPATH can then be given to scripts/main.py as --kernelpath.",
+        epilog="example:\n  python scripts/estimate_kernel.py --inputpath dataset/testsets/benchmark/Input/rk/Set14 "
+               "--savepath results/rk_kernels/Set14 --scale 2\n"
+               "exit codes: 0 success, 2 bad input (the message names the file), 1 anything else")
+    parser.add_argument("--gpu", default="0", help="GPU index, as CUDA_VISIBLE_DEVICES (harmless without a GPU)")
+    parser.add_argument("--inputpath", required=True, help="folder of LR images (8-bit RGB)")
+    parser.add_argument("--savepath", required=True, help="folder for the kernels, figures and estimation.json")
+    parser.add_argument("--scale", type=int, choices=(2, 4), default=2, help="the images' super-resolution factor")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the estimator's randomness (>= 0)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="estimator iterations (default: KernelGANConfig's, sized for <= 60 s per BSD100 image "
+                             "on 2 CPU cores)")
+    return _add_verbose(parser)
+
+
+def estimator_config_from_flags(iterations: Optional[int], option: str):
+    """The kernel estimator's ``KernelGANConfig``: the defaults, with ``iterations`` if given (a bad
+    value named by ``option``)."""
+    from mzsr_tf.kernel_estimation import KernelGANConfig
+    config = KernelGANConfig()
+    if iterations is None:
+        return config
+    try:
+        return dataclasses.replace(config, iterations=iterations)
+    except ValueError as error:
+        raise ConfigError(f"{option} {iterations}: {error}") from None
+
+
+def estimate_kernel_from_flags(args) -> int:
+    def estimate(args) -> int:
+        from mzsr_tf.atomic import write_errors_as
+        from mzsr_tf.blind import estimate_folder
+        config = estimator_config_from_flags(args.iterations, "--iterations")
+        with write_errors_as(OutputError):
+            record = estimate_folder(args.inputpath, args.savepath, args.scale, config, args.seed, log=log.info)
+        log.info("%d kernels written to %s (%.1f s per image)", len(record["images"]), args.savepath,
+                 record["seconds_per_image"])
+        return EXIT_OK
+    return run_command(estimate, args)
+
+
+def estimate_kernel_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/estimate_kernel.py``."""
+    return _run_script(estimate_kernel_parser(), estimate_kernel_from_flags, argv,
+                       lambda args: args.seed < 0 and f"--seed must be >= 0, got {args.seed}")
+
+
+def blind_benchmark_parser() -> argparse.ArgumentParser:
+    """``scripts/blind_benchmark.py``: MZSR on random-kernel test sets under four kernel assumptions."""
+    parser = _parser("scripts/blind_benchmark.py",
+        description="The blind benchmark: MZSR (--model 0) on the rk test sets (one random kernel per image, "
+                    "make_testsets.py --kernels rk) given the true kernels, the estimated ones (made by "
+                    "scripts/estimate_kernel.py into ESTIMATED/<set>/), no kernel (the bicubic fallback) and a "
+                    "fixed g^d_2.0. Writes OUT/blind.json, OUT/blind.md and OUT/kernel_errors.png.",
+        epilog="example:\n  python scripts/blind_benchmark.py --testsets dataset/testsets/benchmark --sets BSD100 "
+               "Set14 --estimated results/rk_kernels --out results/blind\n"
+               "exit codes: 0 success, 2 bad input (the message names the file or set), 1 anything else")
+    parser.add_argument("--gpu", default="0", help="GPU index, as CUDA_VISIBLE_DEVICES (harmless without a GPU)")
+    parser.add_argument("--testsets", required=True, help="test-set folder holding Input/rk/<set>/")
+    parser.add_argument("--sets", nargs="+", required=True, help="set names, e.g. BSD100 Set14")
+    parser.add_argument("--estimated", required=True, help="folder of <set>/<image>.mat estimates + estimation.json")
+    parser.add_argument("--checkpoint", default=None, help="weights (default: --model 0's checkpoint)")
+    parser.add_argument("--steps", nargs="+", type=int, default=[1, 10], help="MZSR step counts")
+    parser.add_argument("--out", default="results/blind", help="output folder")
+    return _add_verbose(parser)
+
+
+def blind_benchmark_from_flags(args) -> int:
+    def benchmark(args) -> int:
+        from mzsr_tf.atomic import check_output_folder, write_errors_as
+        from mzsr_tf.blind import blind_benchmark, markdown_table, write_blind_results
+        from mzsr_tf.evaluate import check_steps
+        steps = check_steps(args.steps)
+        check_output_folder(args.out, "--out")
+        checkpoint = checkpoint_for_preset(args.checkpoint, preset_for_model(0), REPO_ROOT)
+        results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, args.estimated, steps,
+                                  log=log.info)
+        with write_errors_as(OutputError):
+            write_blind_results(results, args.out, command=args.command)
+        log.info("%s", markdown_table(results))
+        return EXIT_OK
+    return run_command(benchmark, args)
+
+
+def blind_benchmark_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/blind_benchmark.py``; the command line is recorded in the results."""
+    def check(args) -> Optional[str]:
+        args.command = "python scripts/blind_benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        return None
+    return _run_script(blind_benchmark_parser(), blind_benchmark_from_flags, argv, check)
+
+
 # --------------------------------------------------------------------------- scripts/make_testsets.py, evaluate.py
 
 def make_testsets_parser() -> argparse.ArgumentParser:
@@ -594,11 +737,13 @@ def make_testsets_parser() -> argparse.ArgumentParser:
                     "OUT/GT_x4/<set>/ (x4) and OUT/testset.json.",
         epilog="example:\n  python scripts/make_testsets.py --hr ../shared/datasets/benchmark "
                "--out dataset/testsets/benchmark --kernels g20 gani --sets Set5,Set14\n"
-               "kernels: the names of mzsr_tf.testsets.PAPER_KERNELS (README, 'Test sets')\n"
+               "kernels: the names of mzsr_tf.testsets.PAPER_KERNELS (g02 g20 gani b13 g20x4), and rk: one\n"
+               "  random kernel per image, saved beside it as <image>.mat (blind benchmark; README, 'Test sets')\n"
                "exit codes: 0 success, 2 bad input (the message names the file or kernel), 1 anything else")
     parser.add_argument("--hr", required=True, help="folder of HR images, or of folders of HR images (sets)")
     parser.add_argument("--out", required=True, help="test-set folder to write, e.g. dataset/testsets/benchmark")
-    parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all)")
+    parser.add_argument("--kernels", nargs="+", default=None,
+                        help="kernel names (default: the paper's five; rk only when named)")
     parser.add_argument("--sets", nargs="+", default=None, help="set names under --hr (default: all)")
     return _add_verbose(parser)
 
@@ -628,6 +773,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zssr-steps", type=int, default=2000, help="step budget of the zssr baseline")
     parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all in the test set)")
     parser.add_argument("--sets", nargs="+", default=None, help="set names (default: all in the test set)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="MZSR columns as the self-ensemble of eight flips/rotations, each adapted (its own "
+                             "table: never mixed with plain MZSR)")
     parser.add_argument("--figure-images", nargs="+", default=None,
                         help="image names for the crop figures (default: the first image of each set)")
     parser.add_argument("--out", default="results/evaluation", help="output folder")

@@ -208,6 +208,8 @@ class AdaptationConfig:
     back_projection: bool = _option(False, "refine the output by iterative back-projection")
     back_projection_iters: int = _option(4, "back-projection iterations", low=0)
     precision: str = _option("float32", "dtype of the convolutions", choices=tuple(PRECISIONS))
+    self_ensemble: bool = _option(False, "average the eight flips/rotations of the input, each adapted on its "
+                                  "own (8x the time; beyond the paper, mzsr_tf.self_ensemble)")
 
     def __post_init__(self):
         check_fields(self)

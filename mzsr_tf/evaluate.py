@@ -332,11 +332,13 @@ class PresetRunners:
 
 
 def load_runners(checkpoints: Mapping[str, str], presets: Sequence[str], max_steps: int,
-                 zssr: Optional[ZSSRConfig]) -> Dict[str, PresetRunners]:
+                 zssr: Optional[ZSSRConfig], self_ensemble: bool = False) -> Dict[str, PresetRunners]:
     """The runners of each preset, with the weights of ``checkpoints[preset]``.
 
     Presets given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
-    baseline.  A checkpoint that does not load raises ``CheckpointError``.
+    baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
+    (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  A checkpoint that does not load raises
+    ``CheckpointError``.
     """
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.model import MZSRNet
@@ -351,7 +353,7 @@ def load_runners(checkpoints: Mapping[str, str], presets: Sequence[str], max_ste
         model, prefix = networks[path]
         config = get_preset(preset_name).adaptation_config(num_steps=max_steps)
         runners[preset_name] = PresetRunners(
-            tester=MetaTester(model.trainable_variables, config),
+            tester=MetaTester(model.trainable_variables, dataclasses.replace(config, self_ensemble=self_ensemble)),
             zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
             checkpoint=prefix)
     return runners
@@ -458,7 +460,7 @@ def _presets_with_checkpoints(cells: Sequence[Cell], checkpoints: Mapping[str, s
 def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Sequence[int] = (0, 1, 10),
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
-             log: Callable[[str], None] = print) -> Dict:
+             log: Callable[[str], None] = print, self_ensemble: bool = False) -> Dict:
     """Score every image of every cell; returns the results (``write_results`` saves them).
 
     Args:
@@ -471,6 +473,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
       figure_images: image names (file stems) kept for the crop figures; by default the first image
         of each cell.
       log: where progress lines go (``ProgressLog``).
+      self_ensemble: the MZSR columns are the self-ensemble of eight flips/rotations, each adapted
+        (``mzsr_tf.self_ensemble``); the results say so and their tables label the rows.
 
     Returns:
       A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
@@ -485,7 +489,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
     steps = check_steps(steps)
     baselines = check_baselines(baselines)
     presets = _presets_with_checkpoints(cells, checkpoints)
-    runners = load_runners(checkpoints, presets, max(steps), zssr if "zssr" in baselines else None)
+    runners = load_runners(checkpoints, presets, max(steps), zssr if "zssr" in baselines else None, self_ensemble)
     image_kernels = check_cells(cells)
     columns = table_columns(steps, baselines)
     work = [(cell, index, pair) for cell in cells for index, pair in enumerate(_image_pairs(cell))]
@@ -506,6 +510,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         "baselines": list(baselines),
         "zssr": dataclasses.asdict(zssr) if "zssr" in baselines else None,
         "columns": columns,
+        "self_ensemble": self_ensemble,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "tensorflow": tf.__version__},
         "seconds_total": time.perf_counter() - start,
@@ -555,7 +560,8 @@ def markdown_table(results: Mapping) -> str:
     for cell in results["cells"]:
         kernel = f"{cell['paper_kernel']} (`{cell['kernel']}`)" if cell["kernel"] != last_kernel else ""
         last_kernel = cell["kernel"]
-        lines.append(f"| {kernel} | {cell['set']} | ours | "
+        ours = "ours, self-ensemble" if results.get("self_ensemble") else "ours"
+        lines.append(f"| {kernel} | {cell['set']} | {ours} | "
                      + " | ".join(_cell_text(cell["columns"][c]) for c in columns) + " |")
         if cell["paper"]:
             lines.append("| | | paper | " + " | ".join(_cell_text(cell["paper"].get(c)) for c in columns) + " |")
@@ -572,6 +578,9 @@ def markdown_report(results: Mapping, command: Optional[str] = None, testsets: O
         lines.append(f"- checkpoint ({preset_name}): `{path}`")
     if testsets:
         lines.append(f"- test sets: `{testsets}`")
+    if results.get("self_ensemble"):
+        lines.append("- MZSR columns: self-ensemble (the eight flips/rotations of each input, each adapted with its "
+                     "kernel turned alike, averaged; 8x the time of plain MZSR)")
     if command:
         lines.append(f"- command: `{command}`")
     if results.get("zssr"):

@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 import numpy as np
 import tensorflow as tf
 
-from mzsr_tf import atomic, degradation, inner, metrics
+from mzsr_tf import atomic, degradation, inner, metrics, self_ensemble
 from mzsr_tf.adaptation import sgd_loop
 from mzsr_tf.config import AdaptationConfig
 from mzsr_tf.data.images import list_images, read_image
@@ -197,6 +197,12 @@ class MetaTester:
         ``config.noise_std > 0``).
         """
         num_steps = self.config.num_steps
+        if self.config.self_ensemble:
+            if output_shape is None:
+                output_shape = expected_sr_shape(lr.shape, self.config.scale)
+            run = self_ensemble.adapt_at_steps(self, lr, kernel, (0, num_steps), output_shape, seed)
+            return AdaptationResult(sr=run.srs[num_steps], initial_sr=run.srs[0], son_losses=run.son_losses,
+                                    seconds=run.seconds)
         srs, losses, seconds = self._execute(lr, kernel, (0, num_steps), output_shape, seed)
         sr = srs[num_steps]
         if self.config.back_projection:
@@ -210,8 +216,18 @@ class MetaTester:
 
         ``srs[n]`` equals ``adapt`` with ``num_steps=n`` (the same ops: step ``i`` always uses
         ``config.inner_lr(i)``), at the cost of the longest run; ``config.num_steps`` is ignored.
-        Other arguments as ``adapt``.
+        Other arguments as ``adapt``; with ``config.self_ensemble`` each ``srs[n]`` is the ensemble's.
         """
+        if self.config.self_ensemble:
+            if output_shape is None:
+                output_shape = expected_sr_shape(lr.shape, self.config.scale)
+            return self_ensemble.adapt_at_steps(self, lr, kernel, step_counts, output_shape, seed)
+        return self.plain_adapt_at_steps(lr, kernel, step_counts, output_shape, seed)
+
+    def plain_adapt_at_steps(self, lr: np.ndarray, kernel: Optional[np.ndarray], step_counts: Sequence[int],
+                             output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
+                             ) -> MultiStepResult:
+        """``adapt_at_steps`` of the input as it is, whatever ``config.self_ensemble`` says."""
         srs, losses, seconds = self._execute(lr, kernel, step_counts, output_shape, seed)
         if self.config.back_projection:
             srs = {n: self._back_project(sr, lr, kernel) for n, sr in srs.items()}
@@ -397,6 +413,7 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
 
     summary = {"num_steps": cfg.num_steps, "scale": cfg.scale, "ds_method": cfg.ds_method,
                "inner_lr": list(cfg.inner_lr.rates(cfg.num_steps)), "kernel": kernel_source.name,
+               "self_ensemble": cfg.self_ensemble,
                "seconds_total": time.perf_counter() - start, "images": records}
     summary.update(extra_info or {})
     if gt_paths is not None:

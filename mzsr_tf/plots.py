@@ -181,3 +181,48 @@ def plot_learning_curve(rows: Sequence[Mapping], path: str, title: Optional[str]
         panel.grid(True, alpha=0.3)
         panel.legend(fontsize=8)
     return _save(figure, path)
+
+
+def plot_kernel(kernel: np.ndarray, path: str, title: Optional[str] = None) -> str:
+    """A blur kernel (2-D, e.g. float64 ``[21, 21]``) as a small heat map with a colour bar."""
+    figure = Figure(figsize=(2.6, 2.3))
+    axes = figure.subplots()
+    shown = axes.imshow(np.asarray(kernel), cmap="viridis", interpolation="nearest")
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    if title:
+        axes.set_title(title, fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_kernel_errors(items: Sequence[Mapping], path: str, shown: int = 4) -> str:
+    """The blind benchmark's kernel figure: left, per image, the estimated kernel's error (L2 distance
+    to the true kernel) against the PSNR it costs (MZSR with estimated minus true kernel, dB), beside
+    the fixed g^d_2.0 guess's error; right, the true and estimated kernels of the first ``shown`` images.
+
+    ``items``: per image ``{"image", "true", "estimated" (2-D kernels), "error", "g20_error",
+    "psnr_cost"}``.
+    """
+    shown = min(shown, len(items))
+    figure = Figure(figsize=(4.2 + 1.3 * shown, 3.2))
+    grid = figure.add_gridspec(2, 2 + shown, width_ratios=[3.2, 0.2] + [1.0] * shown)
+    scatter = figure.add_subplot(grid[:, 0])
+    scatter.scatter([i["error"] for i in items], [i["psnr_cost"] for i in items], s=10, label="estimated")
+    scatter.scatter([i["g20_error"] for i in items], [i["g20_psnr_cost"] for i in items], s=10, marker="x",
+                    label="fixed $g^d_{2.0}$")
+    scatter.axhline(0.0, color="grey", linewidth=1)
+    scatter.set_xlabel("kernel error (L2 to the true kernel)")
+    scatter.set_ylabel("PSNR vs true kernel, MZSR (10) (dB)")
+    scatter.legend(fontsize=7)
+    scatter.grid(True, alpha=0.3)
+    for column, item in enumerate(items[:shown]):
+        for row, key in enumerate(("true", "estimated")):
+            axes = figure.add_subplot(grid[row, 2 + column])
+            axes.imshow(np.asarray(item[key]), cmap="viridis", interpolation="nearest")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(f"{item['image']}: {key}", fontsize=6)
+    figure.tight_layout()
+    return _save(figure, path)

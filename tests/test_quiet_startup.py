@@ -11,7 +11,8 @@ from mzsr_tf import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSERS = [cli.main_parser, cli.pretrain_parser, cli.generate_tfrecord_parser, cli.make_testsets_parser,
-           cli.evaluate_parser, cli.learning_curve_parser, cli.convert_checkpoint_parser, cli.make_demo_parser]
+           cli.evaluate_parser, cli.learning_curve_parser, cli.convert_checkpoint_parser, cli.make_demo_parser,
+           cli.estimate_kernel_parser, cli.blind_benchmark_parser]
 
 
 def _script(name, *args, env=None):

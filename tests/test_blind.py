@@ -1,0 +1,139 @@
+"""Images without a kernel (mzsr_tf.blind): --estimate-kernel and its errors, scripts/estimate_kernel.py, and
+the blind benchmark's arithmetic (gap recovered, images worse than the fallback) against hand computations."""
+import importlib.util
+import json
+import pathlib
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mzsr_tf import blind, checkpoints, degradation, kernels, metrics
+from mzsr_tf.model import MZSRNet
+from synthetic import cosine_image
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+FEW_ITERATIONS = "6"  # the CLI paths, not the estimate's quality (tests/test_kernel_estimation.py)
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def blind_workspace(tmp_path_factory):
+    """Two 70x66 LR inputs (no kernel files), a 40x40 one (too small to estimate from) and a checkpoint."""
+    root = tmp_path_factory.mktemp("blind")
+    kernel = kernels.anisotropic_gaussian(21, 0.4, 3.0, 1.0)
+    (root / "LR").mkdir()
+    for index, name in enumerate(("p", "q")):
+        hr = cosine_image(np.random.default_rng(index), 140, 132)
+        iio.imwrite(root / "LR" / f"{name}.png", metrics.to_uint8(degradation.degrade(hr, kernel, 2.0)))
+    (root / "small").mkdir()
+    iio.imwrite(root / "small" / "tiny.png", metrics.to_uint8(cosine_image(np.random.default_rng(5), 40, 40)))
+    model = MZSRNet(seed=1)
+    model(tf.zeros([1, 8, 8, 3]))
+    checkpoints.export_weights(model, str(root / "ckpt" / "weights"))
+    return root
+
+
+def _main(blind_workspace, capsys, *extra, inputs="LR"):
+    argv = ["--inputpath", str(blind_workspace / inputs), "--gtpath", "", "--num", "1",
+            "--checkpoint", str(blind_workspace / "ckpt" / "weights")] + list(extra)
+    code = _script("main")(argv)
+    return code, capsys.readouterr()
+
+
+def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_workspace, capsys, tmp_path):
+    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--estimate-iterations", FEW_ITERATIONS,
+                           "--savepath", str(tmp_path / "out"))
+    assert code == 0, captured.err
+    out = tmp_path / "out" / "01"
+    results = json.loads((out / "results.json").read_text())
+    for name in ("p", "q"):
+        assert iio.imread(out / f"{name}.png").shape == (140, 132, 3)
+        estimate = kernels.load_kernel(out / f"{name}.mat")  # a proper kernel: 21x21, non-negative, sums to 1
+        assert estimate.shape == (21, 21) and estimate.min() >= 0 and abs(estimate.sum() - 1) < 1e-6
+        assert (out / f"{name}_kernel.png").exists()
+    assert [r["kernel"] for r in results["images"]] == [str(out / "p.mat"), str(out / "q.mat")]
+    estimation = results["kernel_estimation"]
+    assert estimation["config"]["iterations"] == int(FEW_ITERATIONS) and set(estimation["images"]) == {"p", "q"}
+    assert all(entry["seconds"] > 0 for entry in estimation["images"].values())
+    assert "estimating the kernel of p" in captured.out  # progress lines
+    # the saved folder serves as --kernelpath of a later run and gives the same result
+    code, captured = _main(blind_workspace, capsys, "--kernelpath", str(out), "--savepath", str(tmp_path / "again"))
+    assert code == 0, captured.err
+    again = json.loads((tmp_path / "again" / "01" / "results.json").read_text())
+    np.testing.assert_array_equal(iio.imread(tmp_path / "again" / "01" / "p.png"), iio.imread(out / "p.png"))
+    assert [r["kernel"] for r in again["images"]] == [r["kernel"] for r in results["images"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--estimate-kernel", "--kernelpath", "k.mat"], "--estimate-kernel and --kernelpath together"),
+    (["--estimate-kernel", "--kernelpath", ""], "--estimate-kernel and --kernelpath together"),
+    (["--estimate-iterations", "5"], "--estimate-iterations is a setting of --estimate-kernel"),
+    (["--estimate-kernel", "--estimate-iterations", "0"], "--estimate-iterations 0: "),
+])
+def test_estimate_kernel_flag_errors(blind_workspace, capsys, tmp_path, extra, message):
+    code, captured = _main(blind_workspace, capsys, *extra, "--savepath", str(tmp_path / "out"))
+    assert code == 2
+    assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1, captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_too_small_to_estimate_from_is_named(blind_workspace, capsys, tmp_path):
+    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--savepath", str(tmp_path / "out"),
+                           inputs="small")
+    assert code == 2
+    assert captured.err == (f"error: input {blind_workspace / 'small' / 'tiny.png'} (40x40) is too small to "
+                            "estimate its kernel from: the estimator needs at least 64x64 pixels\n")
+    code = _script("estimate_kernel")(["--inputpath", str(blind_workspace / "small"),
+                                       "--savepath", str(tmp_path / "kernels")])
+    assert code == 2 and "tiny.png (40x40) is too small" in capsys.readouterr().err
+    assert not (tmp_path / "kernels").exists()
+
+
+def test_estimate_kernel_script_writes_kernels_figures_and_seconds(blind_workspace, capsys, tmp_path):
+    code = _script("estimate_kernel")(["--inputpath", str(blind_workspace / "LR"), "--savepath",
+                                       str(tmp_path / "k"), "--iterations", FEW_ITERATIONS])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "k" / "estimation.json").read_text())
+    assert sorted(record["images"]) == ["p", "q"]
+    seconds = [entry["seconds"] for entry in record["images"].values()]
+    assert record["seconds_per_image"] == pytest.approx(np.mean(seconds))
+    for name in ("p", "q"):
+        assert kernels.load_kernel(tmp_path / "k" / f"{name}.mat").shape == (21, 21)
+        assert iio.imread(tmp_path / "k" / f"{name}_kernel.png").ndim == 3
+
+
+def _records(set_name, column, psnrs):
+    return {"images": [{"set": set_name, "image": image, "columns": {column: {"psnr": value}}}
+                       for image, value in psnrs.items()]}
+
+
+def test_gap_recovered_and_images_worse_than_the_fallback_by_hand():
+    true = {"a": 30.0, "b": 28.0, "c": 26.0, "d": 32.0}
+    fallback = {"a": 27.0, "b": 27.0, "c": 25.0, "d": 29.0}
+    estimated = {"a": 29.0, "b": 26.5, "c": 25.5, "d": 31.0}   # b is worse than the fallback
+    per_assumption = {name: _records("S", "mzsr_10", values)
+                      for name, values in (("true", true), ("bicubic", fallback), ("estimated", estimated))}
+    row = blind.compare_assumptions(per_assumption, "S", [10])["mzsr_10"]
+    # means: true 29.0, fallback 27.0, estimated 28.0 -> half of the 2 dB gap
+    assert row["mean_psnr"] == {"true": 29.0, "bicubic": 27.0, "estimated": 28.0}
+    assert row["gap_recovered"] == pytest.approx(0.5)
+    assert row["worse_than_fallback"] == 1 and row["worse_than_fallback_share"] == 0.25
+    assert row["images"] == 4
+
+
+def test_assumption_sources():
+    true_source = kernels.KernelSource.fixed(kernels.isotropic_gaussian(21, 1.0), "true.mat")
+    assert blind.assumption_source("true", true_source, "unused") is true_source
+    assert blind.assumption_source("bicubic", true_source, "unused").kernel_for("x.png").kernel is None
+    g20 = blind.assumption_source("g20", true_source, "unused").kernel_for("x.png").kernel
+    np.testing.assert_allclose(g20, kernels.isotropic_gaussian(21, 2.0))
+    with pytest.raises(ValueError, match="unknown kernel assumption 'psf'"):
+        blind.assumption_source("psf", true_source, "unused")
