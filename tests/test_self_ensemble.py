@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mzsr_tf import self_ensemble
+from mzsr_tf.config import AdaptationConfig
 from mzsr_tf.meta_test import MultiStepResult
 
 
@@ -32,7 +33,10 @@ def test_the_eight_transforms_and_their_inverses():
 
 class _RampTester:
     """A stand-in for MetaTester: after n steps its output is its input (upscaled by 1) plus n times a ramp
-    along the columns of *its own* frame, so it is not equivariant; it records the kernels it was given."""
+    along the columns of *its own* frame, so it is not equivariant; it records the kernels it was given.
+    Bicubic subsampling: no member's output is shifted (see the alignment test below for direct)."""
+
+    config = AdaptationConfig(ds_method="bicubic")
 
     def __init__(self):
         self.kernels, self.seeds = [], []
@@ -124,3 +128,36 @@ def test_self_ensemble_flag_works_with_every_preset(small_inputs, tmp_path, caps
     assert iio.imread(tmp_path / "out" / "01" / "a.png").shape == (26 * scale, 30 * scale, 3)
     results = json.loads((tmp_path / "out" / "01" / "results.json").read_text())
     assert results["images"][0]["seconds"] > 0 and results["self_ensemble"] is True
+
+
+@pytest.mark.parametrize("scale, ds_method", [(2, "direct"), (4, "direct"), (2, "bicubic")])
+def test_members_line_up_under_the_subsampling_convention(scale, ds_method):
+    """An oracle member that returns the HR image its own frame's degradation model implies (found by brute
+    force among shifts of the turned HR, not by ``sampling_shift``) must give back the HR image exactly:
+    the ensemble's shifts undo the off-by-(s-1) of direct subsampling in frames where an axis runs backwards."""
+    from mzsr_tf import degradation, kernels
+    rng = np.random.default_rng(7)
+    hr = rng.random((12 * scale, 14 * scale, 3))
+    kernel = kernels.anisotropic_gaussian(9, 0.5, 2.0, 0.7)
+    lr = degradation.degrade(hr, kernel, scale, ds_method)
+    inner = slice(2 * scale, -2 * scale)
+
+    class Oracle:
+        config = AdaptationConfig(scale=float(scale), ds_method=ds_method)
+
+        def plain_adapt_at_steps(self, lr_t, kernel_t, step_counts, output_shape, seed):
+            index = next(t for t in range(8) if self_ensemble.transform(lr, t).shape == lr_t.shape
+                         and np.array_equal(self_ensemble.transform(lr, t), lr_t))
+            hr_t = self_ensemble.transform(hr, index)
+            best = None
+            for rows in range(scale):
+                for cols in range(scale):
+                    moved = np.pad(hr_t, ((0, rows), (0, cols), (0, 0)), mode="edge")[rows:, cols:]
+                    error = np.abs(degradation.degrade(moved, kernel_t, scale, ds_method) - lr_t)[2:-2, 2:-2].max()
+                    if best is None or error < best[0]:
+                        best = (error, moved)
+            assert best[0] < 1e-12
+            return MultiStepResult(srs={n: best[1] for n in step_counts}, son_losses=np.zeros(1), seconds=0.0)
+
+    result = self_ensemble.adapt_at_steps(Oracle(), lr, kernel, (1,), hr.shape[:2])
+    np.testing.assert_allclose(result.srs[1][inner, inner], hr[inner, inner], atol=1e-6)
