@@ -201,10 +201,10 @@ def meta_test_from_flags(args) -> int:
 def _meta_test(args) -> int:
     """Inputs, kernels and the output folder are checked before the checkpoint is loaded (fast
     failure); a write failure mid-run is an ``OutputError`` naming the file."""
-    from mzsr_tf.atomic import check_output_folder, write_errors_as
+    from mzsr_tf.atomic import check_output_file, check_output_folder, write_errors_as
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.kernels import KernelSource
-    from mzsr_tf.meta_test import MetaTester, load_inputs, output_folder, run_folder
+    from mzsr_tf.meta_test import MetaTester, before_after_figure, load_inputs, output_folder, run_folder
     from mzsr_tf.model import MZSRNet
 
     preset = preset_for_model(args.model if args.model is not None else 0)
@@ -229,6 +229,8 @@ def _meta_test(args) -> int:
             log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
         inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
     check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
+    if args.figure:
+        check_output_file(args.figure, "--figure")
     checkpoint = checkpoint_for_preset(args.checkpoint, preset, REPO_ROOT)
     model = MZSRNet()
     loaded = load_weights(model, checkpoint)
@@ -239,8 +241,11 @@ def _meta_test(args) -> int:
     if estimating is not None:
         extra_info["kernel_estimation"] = estimating.record()
     with write_errors_as(OutputError):
-        run_folder(tester, args.inputpath, args.savepath, kernel_source, gt_dir=gt_dir, log=log.info,
-                   extra_info=extra_info, inputs=inputs)
+        summary = run_folder(tester, args.inputpath, args.savepath, kernel_source, gt_dir=gt_dir, log=log.info,
+                             extra_info=extra_info, inputs=inputs)
+        if args.figure:
+            log.info("figure: %s", before_after_figure(summary, output_folder(args.savepath, config.num_steps),
+                                                       args.figure))
     return EXIT_OK
 
 
@@ -486,6 +491,9 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--estimate-kernel", action="store_true",
                       help="estimate each input's kernel from the input itself (KernelGAN, mzsr_tf/blind.py), "
                            "save it as SAVEPATH/NN/<input>.mat and use it; not with --kernelpath")
+    test.add_argument("--figure", default=None, metavar="PNG",
+                      help="also write a figure: per input, crops of its bicubic upscale and of the SR output, "
+                           "and the kernel used")
     test.add_argument("--estimate-iterations", type=int, default=None,
                       help="with --estimate-kernel: the estimator's iterations (default: KernelGANConfig's)")
     test.add_argument("--normalize-kernel", action="store_true",
@@ -944,6 +952,8 @@ DEMO_CROPS = {
     "astronaut": ("astronaut", 0, 128, 256, 256),
 }
 """Demo image name -> (``skimage.data`` function, top, left, height, width) of its GT crop."""
+REAL_PHOTOS = ("rocket", "coffee", "chelsea")
+"""``skimage.data`` photographs used whole as real low-resolution inputs (public domain / CC0)."""
 
 
 def make_demo_parser() -> argparse.ArgumentParser:
@@ -958,6 +968,9 @@ def make_demo_parser() -> argparse.ArgumentParser:
         epilog="example:\n  pip install scikit-image && python scripts/make_demo.py --out dataset/demo\n"
                "exit codes: 0 success, 2 scikit-image missing or bad output folder, 1 anything else")
     parser.add_argument("--out", default=DEMO_DIR, help="folder to write Input/, GT/ and kernel.mat into")
+    parser.add_argument("--real-photos", default=None, metavar="DIR",
+                        help="instead, write the real-photograph examples (rocket, coffee, chelsea: whole, at their "
+                             "native resolution, no GT, no kernel) into DIR, for --estimate-kernel")
     return _add_verbose(parser)
 
 
@@ -969,6 +982,12 @@ def make_demo_from_flags(args) -> int:
         except ImportError:
             raise ConfigError("scripts/make_demo.py needs scikit-image (pip install scikit-image)") from None
         from mzsr_tf import atomic, degradation, kernels, metrics
+        if args.real_photos:
+            for name in REAL_PHOTOS:
+                photo = getattr(skimage.data, name)()[..., :3]
+                atomic.write_png(os.path.join(args.real_photos, f"{name}.png"), photo)
+                log.info("%s: %dx%d -> %s", name, photo.shape[0], photo.shape[1], args.real_photos)
+            return EXIT_OK
         kernel = kernels.isotropic_gaussian(21, 2.0)
         for sub in ("Input", "GT"):
             os.makedirs(os.path.join(args.out, sub), exist_ok=True)

@@ -440,3 +440,22 @@ def format_table(records: List[Dict]) -> str:
     lines.append(f"{'average':<{width}}  {mean['bicubic_psnr']:7.2f}  {mean['initial_psnr']:7.2f}  "
                  f"{mean['final_psnr']:7.2f}")
     return "\n".join(lines)
+
+
+def before_after_figure(summary: Dict, out_dir: str, path: str, crop: int = 128) -> str:
+    """A figure of a folder meta-test (``run_folder``'s summary, its output folder ``out_dir``): per input,
+    a crop of its bicubic upscale beside the same crop of the SR output, and the kernel used
+    (``plots.plot_before_after``); for inputs without GT."""
+    from mzsr_tf import plots
+    from mzsr_tf.kernels import load_kernel
+
+    items = []
+    for record in summary["images"]:
+        lr = read_rgb(record["input"])
+        sr = read_image(os.path.join(out_dir, record["name"] + ".png"), strict=True, what="SR output",
+                        error=MetaTestError)
+        bicubic = metrics.to_uint8(imresize(lr, scale=summary["scale"], output_shape=sr.shape[:2], kernel="cubic"))
+        kernel = None if record["kernel"] == degradation.CUBIC else load_kernel(record["kernel"])
+        items.append({"image": record["name"], "bicubic": bicubic, "sr": sr, "kernel": kernel,
+                      "kernel_title": f"kernel: {os.path.basename(record['kernel'])}"})
+    return plots.plot_before_after(items, path, crop=crop)

@@ -226,3 +226,27 @@ def plot_kernel_errors(items: Sequence[Mapping], path: str, shown: int = 4) -> s
             axes.set_title(f"{item['image']}: {key}", fontsize=6)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_before_after(items: Sequence[Mapping], path: str, crop: int = 128) -> str:
+    """Inputs without GT: per row, a crop of the bicubic upscale, the same crop of the SR output and the
+    kernel the meta-test used (if any), the crop placed where the SR output has the most detail.
+
+    Each item: ``image`` (name), ``bicubic`` and ``sr`` (uint8 HWC of one shape), ``kernel`` (2-D or None),
+    ``kernel_title`` (e.g. ``"estimated kernel"``).
+    """
+    figure = Figure(figsize=(7.4, 2.7 * len(items)))
+    axes = figure.subplots(len(items), 3, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 0.75]})
+    for row, item in zip(axes, items):
+        top, left = choose_crop(detail_map(item["sr"]), crop)
+        size = min(crop, item["sr"].shape[0], item["sr"].shape[1])
+        for axis, key, label in ((row[0], "bicubic", "bicubic"), (row[1], "sr", "MZSR")):
+            axis.imshow(item[key][top:top + size, left:left + size], interpolation="nearest")
+            axis.set_title(f"{item['image']}: {label}", fontsize=8)
+        if item.get("kernel") is not None:
+            row[2].imshow(np.asarray(item["kernel"]), cmap="viridis", interpolation="nearest")
+            row[2].set_title(item.get("kernel_title", "kernel"), fontsize=8)
+        for axis in row:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    return _save(figure, path)

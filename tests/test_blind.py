@@ -50,8 +50,9 @@ def _main(blind_workspace, capsys, *extra, inputs="LR"):
 
 def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_workspace, capsys, tmp_path):
     code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--estimate-iterations", FEW_ITERATIONS,
-                           "--savepath", str(tmp_path / "out"))
+                           "--savepath", str(tmp_path / "out"), "--figure", str(tmp_path / "before_after.png"))
     assert code == 0, captured.err
+    assert iio.imread(tmp_path / "before_after.png").ndim == 3
     out = tmp_path / "out" / "01"
     results = json.loads((out / "results.json").read_text())
     for name in ("p", "q"):
