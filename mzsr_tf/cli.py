@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -33,6 +34,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(REPO_ROOT, "dataset", "demo")
 DEMO_KERNEL = os.path.join(DEMO_DIR, "kernel.mat")
 MODEL_CHOICES = tuple(sorted(p.model_index for p in PRESETS.values()))
+ESTIMATOR_CHOICES = ("edges", "kernelgan")
+"""``--estimator``: the names of ``mzsr_tf.blind.ESTIMATORS`` (listed here so that no TensorFlow is imported to parse)."""
+ESTIMATOR_DEFAULT = ESTIMATOR_CHOICES[0]
 MODEL_HELP = ", ".join(f"{p.model_index} {p.reference_name}" for p in
                        sorted(PRESETS.values(), key=lambda p: p.model_index))
 
@@ -217,6 +221,8 @@ def _meta_test(args) -> int:
     estimating = None
     if getattr(args, "estimate_iterations", None) is not None and not args.estimate_kernel:
         raise ConfigError("--estimate-iterations is a setting of --estimate-kernel, which is not given")
+    if getattr(args, "estimator", None) != ESTIMATOR_DEFAULT and not args.estimate_kernel:
+        raise ConfigError("--estimator is a setting of --estimate-kernel, which is not given")
     if getattr(args, "estimate_kernel", False):
         estimating, kernel_source = _estimating_kernels(args, config)
     else:
@@ -260,12 +266,12 @@ def _estimating_kernels(args, config):
         raise ConfigError("--estimate-kernel and --kernelpath together: give a kernel, or have it estimated, not both")
     paths = list_images(args.inputpath, "input", error=MetaTestError)
     images = [read_rgb(path) for path in paths]
-    estimator_config = estimator_config_from_flags(args.estimate_iterations, "--estimate-iterations")
-    check_estimable(paths, estimator_config, images)
+    estimator = estimator_from_flags(args.estimator, args.estimate_iterations, "--estimate-iterations")
+    check_estimable(paths, estimator, images)
     save_dir = output_folder(args.savepath, config.num_steps)
-    estimating = EstimatingKernels(save_dir, config.scale, estimator_config, log=log.info)
-    log.info("no kernel given: each input's kernel is estimated (KernelGAN, %d images) and saved in %s",
-             len(paths), save_dir)
+    estimating = EstimatingKernels(save_dir, config.scale, estimator, log=log.info)
+    log.info("no kernel given: each input's kernel is estimated (%s, %d images) and saved in %s",
+             args.estimator, len(paths), save_dir)
     return estimating, estimating.source
 
 
@@ -494,8 +500,11 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--figure", default=None, metavar="PNG",
                       help="also write a figure: per input, crops of its bicubic upscale and of the SR output, "
                            "and the kernel used")
+    test.add_argument("--estimator", choices=ESTIMATOR_CHOICES, default=ESTIMATOR_DEFAULT,
+                      help="with --estimate-kernel: edges (a Gaussian fitted at the edges, < 1 s; the better one on "
+                           "the blind benchmark) or kernelgan (KernelGAN, ~30 s per image)")
     test.add_argument("--estimate-iterations", type=int, default=None,
-                      help="with --estimate-kernel: the estimator's iterations (default: KernelGANConfig's)")
+                      help="with --estimate-kernel --estimator kernelgan: KernelGAN's iterations (default 2000)")
     test.add_argument("--normalize-kernel", action="store_true",
                       help="divide each kernel by its sum instead of refusing one whose sum is not 1 "
                            "(within 1e-3)")
@@ -651,21 +660,19 @@ def estimate_kernel_parser() -> argparse.ArgumentParser:
     parser.add_argument("--savepath", required=True, help="folder for the kernels, figures and estimation.json")
     parser.add_argument("--scale", type=int, choices=(2, 4), default=2, help="the images' super-resolution factor")
     parser.add_argument("--seed", type=int, default=0, help="seed of the estimator's randomness (>= 0)")
+    parser.add_argument("--estimator", choices=ESTIMATOR_CHOICES, default=ESTIMATOR_DEFAULT,
+                        help="edges (a Gaussian fitted at the edges, < 1 s per image) or kernelgan (KernelGAN)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="estimator iterations (default: KernelGANConfig's, sized for <= 60 s per BSD100 image "
-                             "on 2 CPU cores)")
+                        help="KernelGAN's iterations (default 2000, sized for <= 60 s per BSD100 image on 2 CPU cores)")
     return _add_verbose(parser)
 
 
-def estimator_config_from_flags(iterations: Optional[int], option: str):
-    """The kernel estimator's ``KernelGANConfig``: the defaults, with ``iterations`` if given (a bad
-    value named by ``option``)."""
-    from mzsr_tf.kernel_estimation import KernelGANConfig
-    config = KernelGANConfig()
-    if iterations is None:
-        return config
+def estimator_from_flags(name: str, iterations: Optional[int], option: str):
+    """The kernel estimator ``name`` (``blind.make_estimator``) with ``iterations`` if given (a bad value, or
+    iterations for the edges estimator, named by ``option``)."""
+    from mzsr_tf.blind import make_estimator
     try:
-        return dataclasses.replace(config, iterations=iterations)
+        return make_estimator(name, iterations)
     except ValueError as error:
         raise ConfigError(f"{option} {iterations}: {error}") from None
 
@@ -674,9 +681,9 @@ def estimate_kernel_from_flags(args) -> int:
     def estimate(args) -> int:
         from mzsr_tf.atomic import write_errors_as
         from mzsr_tf.blind import estimate_folder
-        config = estimator_config_from_flags(args.iterations, "--iterations")
+        estimator = estimator_from_flags(args.estimator, args.iterations, "--iterations")
         with write_errors_as(OutputError):
-            record = estimate_folder(args.inputpath, args.savepath, args.scale, config, args.seed, log=log.info)
+            record = estimate_folder(args.inputpath, args.savepath, args.scale, estimator, args.seed, log=log.info)
         log.info("%d kernels written to %s (%.1f s per image)", len(record["images"]), args.savepath,
                  record["seconds_per_image"])
         return EXIT_OK
@@ -697,16 +704,28 @@ def blind_benchmark_parser() -> argparse.ArgumentParser:
                     "scripts/estimate_kernel.py into ESTIMATED/<set>/), no kernel (the bicubic fallback) and a "
                     "fixed g^d_2.0. Writes OUT/blind.json, OUT/blind.md and OUT/kernel_errors.png.",
         epilog="example:\n  python scripts/blind_benchmark.py --testsets dataset/testsets/benchmark --sets BSD100 "
-               "Set14 --estimated results/rk_kernels --out results/blind\n"
+               "Set14 --estimated edges=results/rk_edges kernelgan=results/rk_kernelgan --out results/blind\n"
                "exit codes: 0 success, 2 bad input (the message names the file or set), 1 anything else")
     parser.add_argument("--gpu", default="0", help="GPU index, as CUDA_VISIBLE_DEVICES (harmless without a GPU)")
     parser.add_argument("--testsets", required=True, help="test-set folder holding Input/rk/<set>/")
     parser.add_argument("--sets", nargs="+", required=True, help="set names, e.g. BSD100 Set14")
-    parser.add_argument("--estimated", required=True, help="folder of <set>/<image>.mat estimates + estimation.json")
+    parser.add_argument("--estimated", nargs="+", required=True,
+                        help="NAME=ROOT entries: ROOT/<set>/<image>.mat estimates + estimation.json of estimator NAME")
     parser.add_argument("--checkpoint", default=None, help="weights (default: --model 0's checkpoint)")
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 10], help="MZSR step counts")
     parser.add_argument("--out", default="results/blind", help="output folder")
     return _add_verbose(parser)
+
+
+def _named_paths(entries: Sequence[str]) -> Dict[str, str]:
+    """``NAME=PATH`` flag values as a dict; an entry without ``=`` is a ``ConfigError``."""
+    named = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--estimated {entry}: expected NAME=ROOT, e.g. edges=results/rk_edges")
+        named[name] = path
+    return named
 
 
 def blind_benchmark_from_flags(args) -> int:
@@ -717,7 +736,7 @@ def blind_benchmark_from_flags(args) -> int:
         steps = check_steps(args.steps)
         check_output_folder(args.out, "--out")
         checkpoint = checkpoint_for_preset(args.checkpoint, preset_for_model(0), REPO_ROOT)
-        results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, args.estimated, steps,
+        results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, _named_paths(args.estimated), steps,
                                   log=log.info)
         with write_errors_as(OutputError):
             write_blind_results(results, args.out, command=args.command)
@@ -732,6 +751,36 @@ def blind_benchmark_script(argv: Optional[Sequence[str]] = None) -> int:
         args.command = "python scripts/blind_benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         return None
     return _run_script(blind_benchmark_parser(), blind_benchmark_from_flags, argv, check)
+
+
+def calibrate_edge_kernel_parser() -> argparse.ArgumentParser:
+    """``scripts/calibrate_edge_kernel.py``: fit the edge estimator's gain and offset on training images."""
+    parser = _parser("scripts/calibrate_edge_kernel.py",
+        description="Fit the edges estimator's calibration (gain, offset; mzsr_tf/edge_kernel.py) on TRAINING images "
+                    "degraded by rk-recipe kernels, and report the kernel error on held-out ones. Prints the values "
+                    "to put in EdgeKernelConfig.",
+        epilog="example:\n  python scripts/calibrate_edge_kernel.py --hr ../shared/datasets/train/BSD200 --count 120 "
+               "--fit 80\nexit codes: 0 success, 2 bad input, 1 anything else")
+    parser.add_argument("--hr", required=True, help="folder of HR training images (never a test set)")
+    parser.add_argument("--count", type=int, default=120, help="images used (the first, sorted)")
+    parser.add_argument("--fit", type=int, default=80, help="of those, how many the fit uses (the rest are held out)")
+    return _add_verbose(parser)
+
+
+def calibrate_edge_kernel_from_flags(args) -> int:
+    def calibrate(args) -> int:
+        from mzsr_tf.edge_kernel import calibration_report
+        if not 0 < args.fit < args.count:
+            raise ConfigError(f"--fit must be between 1 and --count - 1, got {args.fit} of {args.count}")
+        report = calibration_report(args.hr, args.count, args.fit)
+        log.info("%s", json.dumps(report, indent=1))
+        return EXIT_OK
+    return run_command(calibrate, args)
+
+
+def calibrate_edge_kernel_script(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/calibrate_edge_kernel.py``."""
+    return _run_script(calibrate_edge_kernel_parser(), calibrate_edge_kernel_from_flags, argv)
 
 
 # --------------------------------------------------------------------------- scripts/make_testsets.py, evaluate.py

@@ -48,8 +48,10 @@ def _main(blind_workspace, capsys, *extra, inputs="LR"):
     return code, capsys.readouterr()
 
 
-def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_workspace, capsys, tmp_path):
-    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--estimate-iterations", FEW_ITERATIONS,
+@pytest.mark.parametrize("estimator", ["edges", "kernelgan"])
+def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_workspace, capsys, tmp_path, estimator):
+    extra = ["--estimator", "kernelgan", "--estimate-iterations", FEW_ITERATIONS] if estimator == "kernelgan" else []
+    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", *extra,
                            "--savepath", str(tmp_path / "out"), "--figure", str(tmp_path / "before_after.png"))
     assert code == 0, captured.err
     assert iio.imread(tmp_path / "before_after.png").ndim == 3
@@ -62,7 +64,9 @@ def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_wo
         assert (out / f"{name}_kernel.png").exists()
     assert [r["kernel"] for r in results["images"]] == [str(out / "p.mat"), str(out / "q.mat")]
     estimation = results["kernel_estimation"]
-    assert estimation["config"]["iterations"] == int(FEW_ITERATIONS) and set(estimation["images"]) == {"p", "q"}
+    assert estimation["estimator"] == estimator and set(estimation["images"]) == {"p", "q"}
+    if estimator == "kernelgan":
+        assert estimation["config"]["iterations"] == int(FEW_ITERATIONS)
     assert all(entry["seconds"] > 0 for entry in estimation["images"].values())
     assert "estimating the kernel of p" in captured.out  # progress lines
     # the saved folder serves as --kernelpath of a later run and gives the same result
@@ -77,7 +81,9 @@ def test_estimate_kernel_without_gt_saves_each_kernel_beside_its_output(blind_wo
     (["--estimate-kernel", "--kernelpath", "k.mat"], "--estimate-kernel and --kernelpath together"),
     (["--estimate-kernel", "--kernelpath", ""], "--estimate-kernel and --kernelpath together"),
     (["--estimate-iterations", "5"], "--estimate-iterations is a setting of --estimate-kernel"),
-    (["--estimate-kernel", "--estimate-iterations", "0"], "--estimate-iterations 0: "),
+    (["--estimate-kernel", "--estimator", "kernelgan", "--estimate-iterations", "0"], "--estimate-iterations 0: "),
+    (["--estimate-kernel", "--estimate-iterations", "5"], "--estimate-iterations 5: the edges estimator has no"),
+    (["--estimator", "kernelgan"], "--estimator is a setting of --estimate-kernel"),
 ])
 def test_estimate_kernel_flag_errors(blind_workspace, capsys, tmp_path, extra, message):
     code, captured = _main(blind_workspace, capsys, *extra, "--savepath", str(tmp_path / "out"))
@@ -87,20 +93,21 @@ def test_estimate_kernel_flag_errors(blind_workspace, capsys, tmp_path, extra, m
 
 
 def test_an_image_too_small_to_estimate_from_is_named(blind_workspace, capsys, tmp_path):
-    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--savepath", str(tmp_path / "out"),
-                           inputs="small")
+    """40x40: enough for the edges estimator (32), not for KernelGAN (its 64x64 crops)."""
+    code, captured = _main(blind_workspace, capsys, "--estimate-kernel", "--estimator", "kernelgan",
+                           "--savepath", str(tmp_path / "out"), inputs="small")
     assert code == 2
     assert captured.err == (f"error: input {blind_workspace / 'small' / 'tiny.png'} (40x40) is too small to "
                             "estimate its kernel from: the estimator needs at least 64x64 pixels\n")
-    code = _script("estimate_kernel")(["--inputpath", str(blind_workspace / "small"),
+    code = _script("estimate_kernel")(["--estimator", "kernelgan", "--inputpath", str(blind_workspace / "small"),
                                        "--savepath", str(tmp_path / "kernels")])
     assert code == 2 and "tiny.png (40x40) is too small" in capsys.readouterr().err
     assert not (tmp_path / "kernels").exists()
 
 
 def test_estimate_kernel_script_writes_kernels_figures_and_seconds(blind_workspace, capsys, tmp_path):
-    code = _script("estimate_kernel")(["--inputpath", str(blind_workspace / "LR"), "--savepath",
-                                       str(tmp_path / "k"), "--iterations", FEW_ITERATIONS])
+    code = _script("estimate_kernel")(["--estimator", "kernelgan", "--inputpath", str(blind_workspace / "LR"),
+                                       "--savepath", str(tmp_path / "k"), "--iterations", FEW_ITERATIONS])
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "k" / "estimation.json").read_text())
     assert sorted(record["images"]) == ["p", "q"]
@@ -121,12 +128,12 @@ def test_gap_recovered_and_images_worse_than_the_fallback_by_hand():
     fallback = {"a": 27.0, "b": 27.0, "c": 25.0, "d": 29.0}
     estimated = {"a": 29.0, "b": 26.5, "c": 25.5, "d": 31.0}   # b is worse than the fallback
     per_assumption = {name: _records("S", "mzsr_10", values)
-                      for name, values in (("true", true), ("bicubic", fallback), ("estimated", estimated))}
+                      for name, values in (("true", true), ("bicubic", fallback), ("estimated:e", estimated))}
     row = blind.compare_assumptions(per_assumption, "S", [10])["mzsr_10"]
     # means: true 29.0, fallback 27.0, estimated 28.0 -> half of the 2 dB gap
-    assert row["mean_psnr"] == {"true": 29.0, "bicubic": 27.0, "estimated": 28.0}
-    assert row["gap_recovered"] == pytest.approx(0.5)
-    assert row["worse_than_fallback"] == 1 and row["worse_than_fallback_share"] == 0.25
+    assert row["mean_psnr"] == {"true": 29.0, "bicubic": 27.0, "estimated:e": 28.0}
+    assert row["gap_recovered"]["e"] == pytest.approx(0.5)
+    assert row["worse_than_fallback"]["e"] == 1 and row["worse_than_fallback_share"]["e"] == 0.25
     assert row["images"] == 4
 
 
@@ -138,3 +145,4 @@ def test_assumption_sources():
     np.testing.assert_allclose(g20, kernels.isotropic_gaussian(21, 2.0))
     with pytest.raises(ValueError, match="unknown kernel assumption 'psf'"):
         blind.assumption_source("psf", true_source, "unused")
+    assert blind.assumption_title("estimated:edges") == "estimated kernels (edges)"
