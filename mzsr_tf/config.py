@@ -436,7 +436,8 @@ PRESETS: Dict[str, Preset] = {
         name="direct_x4", reference_name="Directx4", model_index=3, scale=4.0, ds_method="direct",
         inner_lr=PiecewiseConstant((1, 5), (1e-2, 5e-3, 1e-3)),
         meta_batch_size=5, task_batch_size=8, scale_list=(4.0,),
-        published_checkpoint="checkpoints/Model/Directx4"),
+        published_checkpoint="checkpoints/Model/Directx4",
+        project_checkpoint="checkpoints/direct_x4/direct_x4"),
 }
 
 

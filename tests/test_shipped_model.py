@@ -66,3 +66,38 @@ def test_shipped_model_meets_the_set5_targets(reference_dir):
                               preset.adaptation_config(), steps=(1, 10))["set5"]
     assert scores["mzsr_1"] >= 35.0, scores
     assert scores["mzsr_10"] >= 35.5, scores
+
+
+# --------------------------------------------------------------------------- direct_x4 (--model 3)
+
+def test_model_3_falls_back_to_the_projects_own_model_and_says_so(caplog, tmp_path):
+    import logging
+    from mzsr_tf.checkpoints import CheckpointError
+    from mzsr_tf.cli import checkpoint_for_preset
+    preset = get_preset("direct_x4")
+    with caplog.at_level(logging.INFO, logger="mzsr_tf"):
+        path = checkpoint_for_preset(None, preset, str(REPO))
+    assert path == str(REPO / "checkpoints" / "direct_x4" / "direct_x4")
+    assert "no published Directx4 checkpoint at checkpoints/Model/Directx4; using the project's own model" in caplog.text
+    with pytest.raises(CheckpointError, match="looked for checkpoints/Model/Directx4 and checkpoints/direct_x4/direct_x4"):
+        checkpoint_for_preset(None, preset, str(tmp_path))
+
+
+def test_shipped_x4_model_on_set5_g20x4(shared_dir, tmp_path):
+    """Set5 under g^d_2.0 x4 (made here from the HR images, as make_testsets.py does) with the --model 3 schedule.
+    The issue's targets are MZSR (1) >= 29.7 and MZSR (10) >= 30.0 (the published model: 30.20 / 30.50). The
+    model shipped now (29.95 / 29.97 when shipped) meets the first and misses the second by 0.03 dB (issue 16 stays
+    open); this test holds it to what it does, so that a regression shows: 29.7 and 29.9."""
+    from mzsr_tf import testsets
+    from mzsr_tf.curves import load_folder, score_checkpoint
+
+    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["g20x4"],
+                          log=lambda line: None)
+    preset = get_preset("direct_x4")
+    g20x4 = tmp_path / "Input" / "g20x4"
+    folder = load_folder((str(g20x4 / "Set5"), str(tmp_path / "GT_x4" / "Set5"), str(g20x4 / "kernel.mat")), 4.0)
+    assert len(folder[0]) == 5
+    scores = score_checkpoint(str(REPO / preset.project_checkpoint), {"set5": folder},
+                              preset.adaptation_config(), steps=(1, 10))["set5"]
+    assert scores["mzsr_1"] >= 29.7, scores
+    assert scores["mzsr_10"] >= 29.9, scores
