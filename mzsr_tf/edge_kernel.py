@@ -229,8 +229,9 @@ def calibrate(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], scale: float,
     return {"gain": float(gain), "offset": float(offset)}
 
 
-def calibration_pairs(hr_dir: str, count: int, scale: float = 2.0) -> Sequence[Tuple[np.ndarray, np.ndarray]]:
-    """``(lr, kernel)`` pairs for ``calibrate``: the first ``count`` images of ``hr_dir`` (sorted; training
+def calibration_pairs(hr_dir: str, count: int, scale: float = 2.0, start: int = 0
+                      ) -> Sequence[Tuple[np.ndarray, np.ndarray]]:
+    """``(lr, kernel)`` pairs for ``calibrate``: images ``start .. count - 1`` of ``hr_dir`` (sorted; training
     images, never test images), each blurred by its own kernel of the ``rk`` recipe (drawn under the set
     name ``"calibration"``, so not the benchmark's kernels) and subsampled directly, rounded to uint8."""
     from mzsr_tf import degradation, metrics
@@ -239,7 +240,7 @@ def calibration_pairs(hr_dir: str, count: int, scale: float = 2.0) -> Sequence[T
     import os
     recipe = RANDOM_KERNEL_SETS["rk"]
     pairs = []
-    for path in image_files(hr_dir)[:count]:
+    for path in image_files(hr_dir)[start:count]:
         hr = metrics.modcrop(read_image(path).astype(np.float64) / 255.0, scale)
         kernel, _ = recipe.draw("calibration", os.path.splitext(os.path.basename(path))[0])
         lr = metrics.to_uint8(degradation.degrade(hr, kernel, scale, "direct")).astype(np.float64) / 255.0

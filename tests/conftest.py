@@ -1,4 +1,5 @@
 """Shared pytest fixtures: paths to ``../shared`` material (skipped with a reason when absent)."""
+import logging
 import os
 import pathlib
 
@@ -33,3 +34,16 @@ def reference_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def golden_dir() -> pathlib.Path:
     return GOLDEN
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_library_logger():
+    """Scripts run in-process (``scripts/main.py``'s ``main``) give the ``mzsr_tf`` logger a stdout handler and
+    stop it propagating; put it back after each test, so that ``caplog`` sees library messages whatever ran
+    before."""
+    logger = logging.getLogger("mzsr_tf")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)

@@ -59,7 +59,7 @@ def test_kernel_from_covariance_round_trip():
 def test_calibrated_estimator_beats_the_fixed_guess_on_held_out_training_images(shared_dir):
     """Images 81-100 of BSD200 (the calibration fit used the first 80) with rk-recipe kernels: the estimate is
     closer to the true kernel than the fixed g^d_2.0 guess on average and on most images."""
-    pairs = calibration_pairs(str(shared_dir / "datasets" / "train" / "BSD200"), 100)[80:]
+    pairs = calibration_pairs(str(shared_dir / "datasets" / "train" / "BSD200"), 100, start=80)
     estimator = EdgeKernelEstimator()
     g20 = kernels.isotropic_gaussian(21, 2.0)
     estimated = np.array([kernel_error(estimator.estimate(lr, 2), kernel) for lr, kernel in pairs])
