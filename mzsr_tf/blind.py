@@ -245,8 +245,23 @@ def compare_assumptions(per_assumption: Mapping[str, Mapping], set_name: str, st
     return rows
 
 
+def reusable_evaluations(previous: Optional[Mapping], checkpoint: str, steps: Sequence[int],
+                         set_names: Sequence[str]) -> Dict[str, Dict]:
+    """The evaluations of an earlier ``blind.json`` that this benchmark can reuse: same checkpoint and step
+    counts, covering every set asked for (restricted to those sets); none if ``previous`` is None."""
+    if not previous or previous.get("checkpoint") != checkpoint or list(previous.get("steps", [])) != list(steps):
+        return {}
+    reusable = {}
+    for assumption, results in previous.get("evaluations", {}).items():
+        if set(set_names) <= {record["set"] for record in results["images"]}:
+            reusable[assumption] = dict(results, images=[r for r in results["images"] if r["set"] in set_names],
+                                        cells=[c for c in results["cells"] if c["set"] in set_names])
+    return reusable
+
+
 def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str, estimated: Mapping[str, str],
-                    steps: Sequence[int] = (1, 10), log: Callable[[str], None] = print) -> Dict:
+                    steps: Sequence[int] = (1, 10), log: Callable[[str], None] = print,
+                    previous: Optional[Mapping] = None) -> Dict:
     """MZSR (``direct_x2`` preset, weights ``checkpoint``) on the ``rk`` sets of ``testset_dir`` given the
     true kernels, each estimator's (``estimated[name]/<set>/``, made by ``estimate_folder``), none
     (bicubic fallback) and a fixed g^d_2.0.
@@ -254,7 +269,8 @@ def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str,
     Returns ``{"steps", "assumptions", "sets": {set: compare_assumptions(...)}, "bicubic_interpolation",
     "kernels": [per image and estimator: kernel errors of the estimate and of g^d_2.0, PSNR cost of each
     at the last step count], "estimation": {name: {set: estimation.json}}, "evaluations": {assumption:
-    mzsr_tf.evaluate results}}``.
+    mzsr_tf.evaluate results}}``.  ``previous``: an earlier run's ``blind.json``, whose evaluations of the same
+    checkpoint, step counts and sets are reused (``reusable_evaluations``) instead of run again.
     """
     from mzsr_tf.evaluate import evaluate, find_cells
     from mzsr_tf.testsets import get_kernel
@@ -272,8 +288,13 @@ def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str,
             with open(record_path) as f:
                 estimation[name][cell.set_name] = json.load(f)
     assumptions = ["true"] + [f"estimated:{name}" for name in estimated] + ["bicubic", "g20"]
+    reusable = reusable_evaluations(previous, checkpoint, steps, [cell.set_name for cell in cells])
     evaluations = {}
     for assumption in assumptions:
+        if assumption in reusable:
+            log(f"--- kernel given to MZSR: {assumption_title(assumption)}: reused from the earlier results")
+            evaluations[assumption] = reusable[assumption]
+            continue
         log(f"--- kernel given to MZSR: {assumption_title(assumption)}")
         root = estimated.get(assumption.partition(":")[2])
         variant = [dataclasses.replace(cell, kernel_source=assumption_source(

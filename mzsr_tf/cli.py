@@ -713,6 +713,9 @@ def blind_benchmark_parser() -> argparse.ArgumentParser:
                         help="NAME=ROOT entries: ROOT/<set>/<image>.mat estimates + estimation.json of estimator NAME")
     parser.add_argument("--checkpoint", default=None, help="weights (default: --model 0's checkpoint)")
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 10], help="MZSR step counts")
+    parser.add_argument("--reuse", default=None, metavar="BLIND_JSON",
+                        help="an earlier run's blind.json: its evaluations of the same checkpoint, steps and sets are "
+                             "reused (e.g. to add an estimator without running the other rows again)")
     parser.add_argument("--out", default="results/blind", help="output folder")
     return _add_verbose(parser)
 
@@ -736,8 +739,9 @@ def blind_benchmark_from_flags(args) -> int:
         steps = check_steps(args.steps)
         check_output_folder(args.out, "--out")
         checkpoint = checkpoint_for_preset(args.checkpoint, preset_for_model(0), REPO_ROOT)
+        previous = read_json_object(args.reuse, "--reuse") if args.reuse else None
         results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, _named_paths(args.estimated), steps,
-                                  log=log.info)
+                                  log=log.info, previous=previous)
         with write_errors_as(OutputError):
             write_blind_results(results, args.out, command=args.command)
         log.info("%s", markdown_table(results))

@@ -146,3 +146,15 @@ def test_assumption_sources():
     with pytest.raises(ValueError, match="unknown kernel assumption 'psf'"):
         blind.assumption_source("psf", true_source, "unused")
     assert blind.assumption_title("estimated:edges") == "estimated kernels (edges)"
+
+
+def test_reusable_evaluations_need_the_same_checkpoint_steps_and_sets():
+    images = [{"set": "A", "image": "x"}, {"set": "B", "image": "y"}]
+    cells = [{"set": "A"}, {"set": "B"}]
+    previous = {"checkpoint": "ck", "steps": [1, 10], "evaluations": {"true": {"images": images, "cells": cells}}}
+    reused = blind.reusable_evaluations(previous, "ck", (1, 10), ["A"])
+    assert reused["true"]["images"] == [{"set": "A", "image": "x"}] and reused["true"]["cells"] == [{"set": "A"}]
+    assert blind.reusable_evaluations(previous, "other", (1, 10), ["A"]) == {}
+    assert blind.reusable_evaluations(previous, "ck", (1,), ["A"]) == {}
+    assert blind.reusable_evaluations(previous, "ck", (1, 10), ["A", "C"]) == {}
+    assert blind.reusable_evaluations(None, "ck", (1, 10), ["A"]) == {}
