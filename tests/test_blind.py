@@ -158,3 +158,36 @@ def test_reusable_evaluations_need_the_same_checkpoint_steps_and_sets():
     assert blind.reusable_evaluations(previous, "ck", (1,), ["A"]) == {}
     assert blind.reusable_evaluations(previous, "ck", (1, 10), ["A", "C"]) == {}
     assert blind.reusable_evaluations(None, "ck", (1, 10), ["A"]) == {}
+
+
+def test_blind_benchmark_end_to_end_on_a_tiny_rk_set(blind_workspace, capsys, tmp_path):
+    """make_testsets --kernels rk on two small HR images, estimate_kernel.py (edges), blind_benchmark.py: the
+    table has every assumption, the gap arithmetic is consistent with the per-image PSNRs, the files exist."""
+    from mzsr_tf import testsets
+    hr_dir = tmp_path / "hr" / "Tiny"
+    hr_dir.mkdir(parents=True)
+    for index in range(2):
+        iio.imwrite(hr_dir / f"t{index}.png", metrics.to_uint8(cosine_image(np.random.default_rng(10 + index), 96, 100)))
+    testsets.make_testset(str(tmp_path / "hr"), str(tmp_path / "ts"), ["rk"], log=lambda line: None)
+    assert _script("estimate_kernel")(["--inputpath", str(tmp_path / "ts" / "Input" / "rk" / "Tiny"),
+                                       "--savepath", str(tmp_path / "est" / "Tiny")]) == 0
+    argv = ["--testsets", str(tmp_path / "ts"), "--sets", "Tiny", "--estimated", f"edges={tmp_path / 'est'}",
+            "--checkpoint", str(blind_workspace / "ckpt" / "weights"), "--steps", "1", "--out", str(tmp_path / "out")]
+    assert _script("blind_benchmark")(argv) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "blind.json").read_text())
+    assert results["assumptions"] == ["true", "estimated:edges", "bicubic", "g20"]
+    row = results["sets"]["Tiny"]["mzsr_1"]
+    per_image = {a: [r["columns"]["mzsr_1"]["psnr"] for r in results["evaluations"][a]["images"]]
+                 for a in results["assumptions"]}
+    assert row["mean_psnr"]["true"] == pytest.approx(np.mean(per_image["true"]))
+    expected_gap = ((np.mean(per_image["estimated:edges"]) - np.mean(per_image["bicubic"]))
+                    / (np.mean(per_image["true"]) - np.mean(per_image["bicubic"])))
+    assert row["gap_recovered"]["edges"] == pytest.approx(expected_gap)
+    assert (tmp_path / "out" / "blind.md").read_text().count("| Tiny |") == 6
+    assert iio.imread(tmp_path / "out" / "kernel_errors_edges.png").ndim == 3
+    # a second run reusing the first runs nothing again and gives the same table
+    argv_reuse = argv[:-1] + [str(tmp_path / "again"), "--reuse", str(tmp_path / "out" / "blind.json")]
+    assert _script("blind_benchmark")(argv_reuse) == 0
+    assert "reused from the earlier results" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / "blind.json").read_text())
+    assert again["sets"] == results["sets"]
