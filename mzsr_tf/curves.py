@@ -43,13 +43,14 @@ def run_checkpoints(run_dir: str) -> List[Tuple[int, str]]:
 
 
 def load_folder(folder: Folder, scale: float, limit: int = 0):
-    """``(inputs, modcropped GTs, kernel)`` of one folder, checked pairwise; ``limit`` > 0 keeps the first N."""
+    """``(inputs, modcropped GTs, kernel)`` of one folder, checked pairwise; ``limit`` > 0 keeps the first N.
+    An empty kernel path means bicubic degradation (kernel None), as ``--kernelpath ''``."""
     lr_dir, gt_dir, kernel_path = folder
     pairs = paired_paths(lr_dir, gt_dir)
     if limit:
         pairs = pairs[:limit]
     inputs, gts = map(list, zip(*(read_pair(lr_path, gt_path, scale) for lr_path, gt_path in pairs)))
-    return inputs, gts, load_kernel(kernel_path)
+    return inputs, gts, (load_kernel(kernel_path) if kernel_path else None)
 
 
 def score_checkpoint(checkpoint: str, folders: Mapping[str, Tuple[list, list, np.ndarray]],
