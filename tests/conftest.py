@@ -39,10 +39,12 @@ def golden_dir() -> pathlib.Path:
 @pytest.fixture(autouse=True)
 def _restore_the_library_logger():
     """Scripts run in-process (``scripts/main.py``'s ``main``) give the ``mzsr_tf`` logger a stdout handler and
-    stop it propagating; put it back after each test, so that ``caplog`` sees library messages whatever ran
-    before."""
+    stop it propagating. Each test starts with the logger as a library user has it (no handler, propagating:
+    ``caplog`` sees its messages, whatever ran before, in a test or a fixture) and leaves it as it found it."""
     logger = logging.getLogger("mzsr_tf")
     handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    logger.handlers[:] = []
+    logger.propagate = True
     yield
     logger.handlers[:] = handlers
     logger.propagate = propagate
