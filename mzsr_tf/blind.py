@@ -1,20 +1,20 @@
 """Images without a kernel: estimate each input's blur kernel, and the blind benchmark.
 
 MZSR needs the blur kernel of its input to make the son.  When the input comes without one, the
-kernel is estimated from the input alone (``mzsr_tf.kernel_estimation``: KernelGAN) and the meta-test
-runs with the estimate:
+kernel is estimated from the input alone (``make_estimator``: ``mzsr_tf.edge_kernel``, the default, or
+``mzsr_tf.kernel_estimation``, KernelGAN) and the meta-test runs with the estimate:
 
 * ``estimate_image``: one image, its kernel saved as ``<image stem>.mat`` (key ``kernel``, 21 x 21) and
   a small figure ``<image stem>_kernel.png``, with progress lines (estimation is the slowest step of
   a blind run);
 * ``estimate_folder``: every image of a folder, and ``estimation.json`` with the seconds per image
   (``scripts/estimate_kernel.py``);
-* ``estimating_kernel_source``: a ``KernelSource`` that estimates each input's kernel when the
-  meta-test asks for it and saves it beside the SR output (``scripts/main.py --estimate-kernel``).
+* ``EstimatingKernels``: a ``KernelSource`` that estimates each input's kernel when the meta-test asks
+  for it and saves it beside the SR output (``scripts/main.py --estimate-kernel``).
 
 The blind benchmark (``blind_benchmark``, ``scripts/blind_benchmark.py``) runs MZSR on a test set with
-one random kernel per image (``make_testsets.py --kernels rk``) under four assumptions about the
-kernel: the true per-image kernels, the estimated ones, none (the bicubic fallback, ``--kernelpath
+one random kernel per image (``make_testsets.py --kernels rk``) under these assumptions about the
+kernel: the true per-image kernels, each estimator's, none (the bicubic fallback, ``--kernelpath
 ''``) and a fixed g^d_2.0 for every image; it reports per set and step count the mean PSNR of each,
 how much of the gap between the fallback and the true kernels the estimates recover, on how many
 images the estimates do worse than the fallback, the kernel errors and the seconds per estimate.
@@ -31,9 +31,8 @@ import numpy as np
 
 from mzsr_tf import atomic, kernels
 from mzsr_tf.data.images import list_images
-from mzsr_tf.edge_kernel import MIN_IMAGE_SIDE, EdgeKernelConfig, EdgeKernelError, EdgeKernelEstimator
-from mzsr_tf.kernel_estimation import (ImageTooSmallError, KernelEstimator, KernelGANConfig, kernel_error,
-                                       minimum_image_size)
+from mzsr_tf.edge_kernel import EdgeKernelConfig, EdgeKernelError, EdgeKernelEstimator
+from mzsr_tf.kernel_estimation import ImageTooSmallError, KernelEstimator, KernelGANConfig, kernel_error
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.meta_test import MetaTestError, read_rgb
 
@@ -51,8 +50,8 @@ benchmark, README "Images without a kernel")."""
 
 def make_estimator(name: str, iterations: Optional[int] = None):
     """The estimator called ``name`` (``ESTIMATORS``) with its default settings; ``iterations`` sets
-    KernelGAN's (the edge estimator has none).  An object with ``.config`` and
-    ``.estimate(lr, scale, seed, progress) -> kernel``."""
+    KernelGAN's (the edge estimator has none).  An object with ``.name``, ``.config``, ``.minimum_side``
+    (the smallest image side it accepts) and ``.estimate(lr, scale, seed, progress) -> kernel``."""
     if name == "kernelgan":
         config = KernelGANConfig()
         if iterations is not None:
@@ -63,15 +62,6 @@ def make_estimator(name: str, iterations: Optional[int] = None):
             raise ValueError("the edges estimator has no iterations to set (it is not iterative)")
         return EdgeKernelEstimator(EdgeKernelConfig())
     raise ValueError(f"unknown kernel estimator {name!r}; known: {', '.join(ESTIMATORS)}")
-
-
-def estimator_name(estimator) -> str:
-    return "edges" if isinstance(estimator, EdgeKernelEstimator) else "kernelgan"
-
-
-def minimum_side(estimator) -> int:
-    """The smallest image side ``estimator`` accepts."""
-    return MIN_IMAGE_SIDE if isinstance(estimator, EdgeKernelEstimator) else minimum_image_size(estimator.config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +83,7 @@ def _stem(path: str) -> str:
 def check_estimable(image_paths: Sequence[str], estimator, images: Optional[Sequence] = None) -> None:
     """Every image must be an 8-bit RGB file large enough for ``estimator``; the first that is not is a
     one-line ``MetaTestError`` naming it (before any estimation starts)."""
-    smallest = minimum_side(estimator)
+    smallest = estimator.minimum_side
     for index, path in enumerate(image_paths):
         shape = (images[index] if images is not None else read_rgb(path)).shape
         if min(shape[:2]) < smallest:
@@ -137,7 +127,7 @@ def estimate_image(image_path: str, save_dir: str, scale: float, estimator,
 
 def estimation_record(estimates: Sequence[EstimatedKernel], scale: float, estimator, seed: int) -> Dict:
     """What ``estimation.json`` holds: the estimator and its settings, and per image its files and seconds."""
-    name = estimator_name(estimator)
+    name = estimator.name
     return {"estimator": name, "estimator_description": ESTIMATORS[name], "scale": scale, "seed": seed,
             "config": dataclasses.asdict(estimator.config),
             "seconds_per_image": float(np.mean([e.seconds for e in estimates])) if estimates else None,
@@ -171,7 +161,7 @@ class EstimatingKernels:
     def __init__(self, save_dir: str, scale: float, estimator, seed: int = 0, log: Callable[[str], None] = print):
         self.save_dir, self.scale, self.estimator, self.seed, self.log = save_dir, scale, estimator, seed, log
         self.estimates: List[EstimatedKernel] = []
-        self.source = KernelSource(save_dir, f"kernels estimated from each input ({estimator_name(estimator)}), "
+        self.source = KernelSource(save_dir, f"kernels estimated from each input ({estimator.name}), "
                                    f"saved in {save_dir}", self._estimate)
 
     def _estimate(self, image_path: str) -> ImageKernel:
@@ -307,17 +297,18 @@ def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str,
     for cell in cells:
         true_psnr = _psnrs(evaluations["true"], cell.set_name, last)
         g20_psnr = _psnrs(evaluations["g20"], cell.set_name, last)
+        estimate_psnr = {name: _psnrs(evaluations[f"estimated:{name}"], cell.set_name, last) for name in estimated}
         for lr_path in list_images(cell.input_dir, "input", error=MetaTestError):
             image = _stem(lr_path)
-            true_kernel = cell.kernel_source.kernel_for(lr_path).kernel
+            true_kernel, true_file = cell.kernel_source.kernel_for(lr_path)
             for name, root in estimated.items():
                 estimate_path = os.path.join(root, cell.set_name, image + ".mat")
                 kernel_rows.append({
                     "set": cell.set_name, "image": image, "estimator": name,
-                    "true_file": cell.kernel_source.kernel_for(lr_path).origin, "estimate_file": estimate_path,
+                    "true_file": true_file, "estimate_file": estimate_path,
                     "error": kernel_error(kernels.load_kernel(estimate_path), true_kernel),
                     "g20_error": kernel_error(g20, true_kernel),
-                    "psnr_cost": _psnrs(evaluations[f"estimated:{name}"], cell.set_name, last)[image] - true_psnr[image],
+                    "psnr_cost": estimate_psnr[name][image] - true_psnr[image],
                     "g20_psnr_cost": g20_psnr[image] - true_psnr[image]})
     return {"steps": list(steps), "assumptions": assumptions, "checkpoint": checkpoint,
             "sets": {cell.set_name: compare_assumptions(evaluations, cell.set_name, steps) for cell in cells},

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from mzsr_tf import kernels
+from mzsr_tf.config import ConfigError, _option, check_fields
 
 MIN_IMAGE_SIDE = 32
 """Smallest height and width the estimator accepts (pixels): fewer edges give no stable fit."""
@@ -61,42 +62,26 @@ class EdgeKernelError(ValueError):
 class EdgeKernelConfig:
     """Settings of the edge-based estimator (see the module docstring for each step)."""
 
-    sigma_derivative: float = 0.4
-    """Width (LR pixels) of the Gaussian-derivative filters."""
-    sigma_reblur: float = 0.8
-    """Width (LR pixels) of the re-blur."""
-    edge_fraction: float = 0.1
-    """Share of the gradient maxima kept as edges (the strongest)."""
-    orientation_bins: int = 8
-    """Orientation bins over [0, pi) for the directional fit."""
-    border: int = 8
-    """LR pixels at each border never used as edges."""
-    gain: float = 0.634
-    """Calibration: multiplies ``s^2`` times the LR covariance (``DEFAULT_CALIBRATION``)."""
-    offset: float = -0.251
-    """Calibration: subtracted from the kernel's variance on every axis (``DEFAULT_CALIBRATION``)."""
-    min_variance: float = 0.2
-    """Smallest kernel variance returned (HR pixels squared)."""
-    max_variance: float = 10.0
-    """Largest kernel variance returned."""
-    ksize: int = 21
-    """Side of the returned kernel."""
+    sigma_derivative: float = _option(0.4, "width (LR pixels) of the Gaussian-derivative filters", low=0,
+                                      low_open=True)
+    sigma_reblur: float = _option(0.8, "width (LR pixels) of the re-blur", low=0, low_open=True)
+    edge_fraction: float = _option(0.1, "share of each orientation bin's gradient maxima kept as edges (the "
+                                   "strongest)", low=0, low_open=True, high=1)
+    orientation_bins: int = _option(8, "orientation bins over [0, pi) for the directional fit", low=3)
+    border: int = _option(8, "LR pixels at each border never used as edges", low=0)
+    gain: float = _option(0.634, "calibration: multiplies s^2 times the LR covariance (DEFAULT_CALIBRATION)",
+                          low=0, low_open=True)
+    offset: float = _option(-0.251, "calibration: subtracted from the kernel's variance on every axis "
+                            "(DEFAULT_CALIBRATION; HR pixels squared)", low=-100, high=100)
+    min_variance: float = _option(0.2, "smallest kernel variance returned (HR pixels squared)", low=0,
+                                  low_open=True)
+    max_variance: float = _option(10.0, "largest kernel variance returned", low=0, low_open=True)
+    ksize: int = _option(21, "side of the returned kernel", low=3)
 
     def __post_init__(self):
-        for name in ("sigma_derivative", "sigma_reblur", "gain", "min_variance", "max_variance"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"EdgeKernelConfig.{name} must be a finite number > 0, got {value!r}")
-        if not (isinstance(self.edge_fraction, (int, float)) and 0 < self.edge_fraction <= 1):
-            raise ValueError(f"EdgeKernelConfig.edge_fraction must be in (0, 1], got {self.edge_fraction!r}")
-        for name, low in (("orientation_bins", 3), ("border", 0), ("ksize", 3)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"EdgeKernelConfig.{name} must be an integer >= {low}, got {value!r}")
-        if not (isinstance(self.offset, (int, float)) and math.isfinite(self.offset)):
-            raise ValueError(f"EdgeKernelConfig.offset must be a finite number, got {self.offset!r}")
+        check_fields(self)
         if self.min_variance >= self.max_variance:
-            raise ValueError("EdgeKernelConfig.min_variance must be below max_variance")
+            raise ConfigError("EdgeKernelConfig.min_variance must be below max_variance")
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -200,6 +185,7 @@ class EdgeKernelEstimator:
     ``estimate(lr, scale, seed, progress) -> kernel`` (``seed`` is unused: nothing is random)."""
 
     name = "edges"
+    minimum_side = MIN_IMAGE_SIDE
 
     def __init__(self, config: EdgeKernelConfig = EdgeKernelConfig()):
         self.config = config

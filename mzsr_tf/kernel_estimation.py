@@ -622,6 +622,13 @@ class KernelEstimator:
         return loss_bicubic, loss_gan, loss_d
 
     # -- the estimate
+    name = "kernelgan"
+
+    @property
+    def minimum_side(self) -> int:
+        """The smallest image side :meth:`estimate` accepts (:func:`minimum_image_size`)."""
+        return minimum_image_size(self.config)
+
     def estimate(self, lr: np.ndarray, scale: int = 2, seed: int = 0,
                  progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         """See :func:`estimate_kernel`."""
