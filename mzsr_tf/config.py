@@ -231,6 +231,9 @@ class MetaTrainConfig:
     Task kernels: anisotropic Gaussians with eigenvalues (variances) ``l1`` in ``[kernel_min_eigenvalue,
     scale * kernel_k1_per_scale)`` and ``l2`` in ``[kernel_min_eigenvalue, l1)``; the reference's lower
     bound is 1, so kernels as sharp as g^d_0.2 (variance 0.2) are never seen in training unless it is lowered.
+    ``identity_kernel_share`` (default 0, the reference) of the tasks instead use the identity kernel (no blur):
+    with ``ds_method='bicubic'`` their LR is MATLAB's ``imresize(HR, 1 / scale)``, the paper's clean "bicubic"
+    scenario (a Gaussian, however narrow, still blurs a little).
     """
 
     patch_size: int = _option(64, "side of the HR patches of a task (random crops of larger records)", low=2)
@@ -258,6 +261,8 @@ class MetaTrainConfig:
     kernel_k1_per_scale: float = _option(2.5, "largest task-kernel variance per unit of scale",
                                          low=0, low_open=True)
     kernel_min_eigenvalue: float = _option(1.0, "smallest task-kernel variance (range checked below)")
+    identity_kernel_share: float = _option(0.0, "share of tasks whose kernel is the identity (no blur)",
+                                           low=0, high=1)
     noise_std: float = _option(0.0, "std of noise added to the task LR", low=0, high=1)
     shuffle_buffer: int = _option(1000, "patches in the shuffle buffer", low=1)
     print_every: int = _option(100, "log and summarise every N iterations", low=1)
@@ -277,6 +282,9 @@ class MetaTrainConfig:
         if not 0 < self.kernel_min_eigenvalue <= smallest_k1:
             raise ConfigError(f"kernel_min_eigenvalue must be in (0, min(scale_list) * kernel_k1_per_scale = "
                               f"{smallest_k1:g}], got {self.kernel_min_eigenvalue!r}")
+        if self.identity_kernel_share > 0 and self.kernel_size % 2 == 0:
+            raise ConfigError(f"identity_kernel_share needs an odd kernel_size (a centre pixel), got "
+                              f"{self.kernel_size}")
         if self.fixed_loss_weights is not None and len(self.fixed_loss_weights) != self.inner_steps:
             raise ConfigError(f"fixed_loss_weights needs one weight per inner step ({self.inner_steps}), "
                               f"got {len(self.fixed_loss_weights)}")

@@ -129,6 +129,16 @@ def generate_kernel(k1: float, ksize: int = 15, rng: np.random.Generator = None,
                                                                  float(min_eigenvalue)))
 
 
+def identity_kernel(ksize: int) -> np.ndarray:
+    """The kernel that does not blur: float32 ``[ksize, ksize]``, one at the centre, zeros elsewhere (odd ``ksize``)."""
+    ksize = _check_ksize(ksize)
+    if ksize % 2 == 0:
+        raise ValueError(f"identity_kernel: an even size ({ksize}) has no centre pixel")
+    kernel = np.zeros((ksize, ksize), np.float32)
+    kernel[ksize // 2, ksize // 2] = 1.0
+    return kernel
+
+
 def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
     """Random task kernel from a TF stateless seed, float32 ``[ksize, ksize]``, for ``tf.data`` maps.
 

@@ -203,3 +203,46 @@ def test_pretrain_batches_upscale_the_lr_with_cubic_imresize(tmp_path):
 def test_pretrain_patch_must_divide_by_the_scale():
     with pytest.raises(ValueError, match="patch size 13 is not a multiple of the scale 2"):
         pretrain_dataset("unused", PretrainConfig(patch_size=13), seed=0)
+
+
+def test_identity_tasks_are_the_clean_bicubic_scenario():
+    """With identity_kernel_share=1 and bicubic subsampling a task's LR is imresize(HR, 1/2) with MATLAB's
+    antialiased cubic (the `bic` test sets' recipe), with no blur before it."""
+    hr = PATCHES[:3].astype(np.float32) / 255
+    clean = dataclasses.replace(CONFIG, ds_method="bicubic", identity_kernel_share=1.0)
+    out = synthesize_task(tf.constant(hr), 2.0, tf.constant([1, 2]), tf.constant([3, 4]), clean)
+    expected_kernel = np.zeros((15, 15))
+    expected_kernel[7, 7] = 1
+    np.testing.assert_array_equal(out["kernel"].numpy(), expected_kernel)
+    for k in range(3):
+        np.testing.assert_allclose(out["lr"][k], imresize(hr[k].astype(np.float64), 0.5, kernel="cubic"),
+                                   atol=TOLERANCE, rtol=0)
+    blurred = synthesize_task(tf.constant(hr), 2.0, tf.constant([1, 2]), tf.constant([3, 4]),
+                              dataclasses.replace(clean, identity_kernel_share=0.0))
+    assert np.abs(blurred["lr"].numpy() - out["lr"].numpy()).max() > 0.01  # a Gaussian task does blur
+
+
+def test_identity_kernel_share_is_the_share_of_identity_tasks():
+    """About half the tasks of share 0.5 (200 tasks: 0.5 +- 4 standard deviations) have the identity kernel,
+    and every other task keeps the very Gaussian it has without the option."""
+    hr = tf.constant(PATCHES[:2].astype(np.float32) / 255)
+    half = dataclasses.replace(CONFIG, identity_kernel_share=0.5)
+    identity = 0
+    for seed in range(200):
+        kernel = synthesize_task(hr, 2.0, tf.constant([seed, 9]), tf.constant([0, 0]), half)["kernel"].numpy()
+        if kernel.max() == 1.0:
+            identity += 1
+        else:
+            plain = synthesize_task(hr, 2.0, tf.constant([seed, 9]), tf.constant([0, 0]), CONFIG)["kernel"]
+            np.testing.assert_array_equal(kernel, plain.numpy())
+    assert 72 <= identity <= 128, identity
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"identity_kernel_share": 1.5}, "identity_kernel_share"),
+    ({"identity_kernel_share": -0.1}, "identity_kernel_share"),
+    ({"identity_kernel_share": 0.2, "kernel_size": 14}, "identity_kernel_share needs an odd kernel_size"),
+])
+def test_identity_kernel_share_is_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        MetaTrainConfig(**changes)

@@ -8,7 +8,8 @@ task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
    ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size, min_eigenvalue =
    kernel_min_eigenvalue)`` (reference: ``scale * 2.5``, 15, 1), the LR ``tf_degrade(hr, kernel, scale,
    ds_method, noise_std)`` (blur, subsample to ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic
-   up-scaling back to ``H x W`` (the ILR);
+   up-scaling back to ``H x W`` (the ILR); with ``identity_kernel_share`` (not in the reference) that share
+   of the tasks uses the identity kernel instead of the Gaussian (no blur);
 3. the first ``task_batch`` pairs are the support set (``inputa``/``labela``), the rest the query set
    (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
 
@@ -26,7 +27,7 @@ from mzsr_tf.config import MetaTrainConfig, PretrainConfig
 from mzsr_tf.data.records import read_patch_pairs, read_patches
 from mzsr_tf.degradation import tf_degrade
 from mzsr_tf.imresize import tf_imresize
-from mzsr_tf.kernels import tf_random_kernel
+from mzsr_tf.kernels import identity_kernel, tf_random_kernel
 
 TASK_KEYS = ("inputa", "labela", "inputb", "labelb")
 """A meta-batch: support inputs/labels and query inputs/labels, each ``[tasks, images, H, W, C]``."""
@@ -94,12 +95,19 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
       hr: float32 ``[N, H, W, C]`` HR patches in [0, 1] (``N = 2 * task_batch``).
       kernel_seed, noise_seed: stateless seeds, int ``[2]``.
 
+    With ``config.identity_kernel_share`` > 0 a uniform draw from ``kernel_seed`` (folded in, so the
+    Gaussian's own draws are those of a run without it) replaces the Gaussian by the identity kernel,
+    a one at the centre, in that share of the tasks.
+
     Returns a dict: ``kernel`` float32 ``[k, k]``, ``lr`` float32 ``[N, ceil(H/scale), ceil(W/scale), C]``
     (``tf_degrade``: blur, subsample, noise, clip) and ``ilr`` float32 ``[N, H, W, C]`` (cubic up-scaling
     of ``lr`` by ``scale`` to ``H x W``).
     """
     kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale,
                               ksize=config.kernel_size, min_eigenvalue=config.kernel_min_eigenvalue)
+    if config.identity_kernel_share > 0:
+        draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 1))
+        kernel = tf.where(draw < config.identity_kernel_share, identity_kernel(config.kernel_size), kernel)
     lr = tf_degrade(hr, kernel, scale, ds_method=config.ds_method, noise_std=config.noise_std,
                     seed=noise_seed)
     ilr = tf_imresize(lr, scale, output_shape=tf.shape(hr)[1:3], kernel="cubic")
