@@ -334,3 +334,50 @@ def test_x4_son_of_a_small_input_with_a_21x21_kernel(workspace, capsys, tmp_path
     assert sr.shape == (88, 100, 3) and sr.std() > 5
     results = json.loads((tmp_path / "out" / "01" / "results.json").read_text())
     assert results["images"][0]["son_losses"][0] > 0
+
+
+@pytest.mark.parametrize("scale, gt_shape, lr_shape, no_gt_lr, no_gt_out", [
+    # 2.5: GT 100x95 -> LR 40x38 (exact); a 41x39 input without GT -> ceil(102.5 x 97.5) = 103x98
+    ("2.5", (100, 95), (40, 38), (41, 39), (103, 98)),
+    # 3: GT 36x42 -> LR 12x14; 13x11 without GT -> 39x33
+    ("3", (36, 42), (12, 14), (13, 11), (39, 33)),
+])
+def test_a_non_integer_or_odd_scale_runs_end_to_end(workspace, capsys, tmp_path, scale, gt_shape, lr_shape,
+                                                    no_gt_lr, no_gt_out):
+    """`--model 1 --scale S` (the multi-scale preset at a factor it was not trained at as a default): the LR made
+    from the GT at S, the SR of the GT's shape, PSNR on Y shaved by int(S) (the reference's ``[scale:-scale]``
+    slice fails for a non-integer scale), and without GT an output of ceil(S x shape)."""
+    rng = np.random.default_rng(5)
+    kernel = kernels.isotropic_gaussian(9, 1.5)
+    gt = _smooth_image(rng, *gt_shape)
+    lr = metrics.to_uint8(degradation.degrade(gt, kernel, float(scale)))
+    assert lr.shape[:2] == lr_shape
+    for name, image in [("GT", metrics.to_uint8(gt)), ("LR", lr)]:
+        (tmp_path / name).mkdir()
+        iio.imwrite(tmp_path / name / "a.png", image)
+    kernels.save_kernel(tmp_path / "k.mat", kernel)
+    common = ["--model", "1", "--scale", scale, "--num", "2", "--kernelpath", str(tmp_path / "k.mat"),
+              "--checkpoint", str(workspace / "ckpt" / "weights")]
+    main = _load_main().main
+    code = main(common + ["--inputpath", str(tmp_path / "LR"), "--gtpath", str(tmp_path / "GT"),
+                          "--savepath", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"x{scale}" in captured.out
+    sr = iio.imread(tmp_path / "out" / "02" / "a.png")
+    assert sr.shape == gt_shape + (3,)
+    results = json.loads((tmp_path / "out" / "02" / "results.json").read_text())
+    assert results["scale"] == float(scale) and len(results["images"][0]["son_losses"]) == 2
+    shave = int(float(scale))
+    y_sr = (16 + (65.481 * sr[..., 0] + 128.553 * sr[..., 1] + 24.966 * sr[..., 2]) / 255)
+    y_gt_image = metrics.to_uint8(gt).astype(np.float64)
+    y_gt = (16 + (65.481 * y_gt_image[..., 0] + 128.553 * y_gt_image[..., 1] + 24.966 * y_gt_image[..., 2]) / 255)
+    crop = (slice(shave, -shave), slice(shave, -shave))
+    mse = np.mean((np.round(y_sr[crop]) - np.round(y_gt[crop])) ** 2)
+    assert results["images"][0]["final_psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-6)
+
+    (tmp_path / "small").mkdir()
+    iio.imwrite(tmp_path / "small" / "a.png", metrics.to_uint8(_smooth_image(rng, *no_gt_lr)))
+    code = main(common + ["--inputpath", str(tmp_path / "small"), "--gtpath", "", "--savepath", str(tmp_path / "nogt")])
+    assert code == 0, capsys.readouterr().err
+    assert iio.imread(tmp_path / "nogt" / "02" / "a.png").shape == no_gt_out + (3,)
