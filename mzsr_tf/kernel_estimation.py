@@ -64,11 +64,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from mzsr_tf.config import ConfigError, _option, check_fields
 
 __all__ = [
     "KernelGANConfig", "ImageTooSmallError", "KernelEstimator", "estimate_kernel", "kernel_error",
@@ -95,96 +96,63 @@ class ImageTooSmallError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class KernelGANConfig:
     """Settings of :func:`estimate_kernel`; every field is checked when the config is built
-    (``ValueError`` naming the field).  Defaults: about 22 s per BSD100 image (240x160 at x2) on 2
-    CPU cores shared with a training job."""
+    (``ConfigError``, a ``ValueError``, naming the field and its allowed range).  Defaults: about 22 s per
+    BSD100 image (240x160 at x2) on 2 CPU cores shared with a training job."""
 
-    iterations: int = 2000
-    """Training iterations (one G step and one D step each); the authors use 3000.  About 11 ms each
-    on 2 CPU cores shared with another training job (2000: about 22 s per BSD100 image)."""
-    g_channels: int = 64
-    """Hidden channels of the linear generator (the authors: 64)."""
-    g_layer_sizes: Tuple[int, ...] = (7, 5, 3, 1, 1, 1)
-    """Kernel sizes of G's convolutions (the last has stride 2); the kernel's support is
-    ``sum(size - 1) + 1`` (13 for the default)."""
-    d_channels: int = 64
-    """Hidden channels of the discriminator (the authors: 64)."""
-    d_layers: int = 7
-    """Convolutions of the discriminator: a ``d_kernel_size`` one, ``d_layers - 2`` 1x1 ones with batch
-    norm and ReLU, a 1x1 one to the output map (the authors: 7)."""
-    d_kernel_size: int = 7
-    """Kernel size of the discriminator's first convolution: the size of the patches it judges."""
-    crop_size: int = 64
-    """Side of the input crops G down-scales (the authors: 64); D's real crops have G's output size,
-    ``(crop_size - support) // 2 + 1`` (26 for the default)."""
-    g_lr: float = 2e-4
-    """Adam learning rate of G (the authors: 2e-4), divided by 10 at each quarter of the iterations."""
-    d_lr: float = 2e-4
-    """Adam learning rate of D (the authors: 2e-4), divided by 10 at each quarter of the iterations."""
-    beta1: float = 0.5
-    """Adam's first-moment decay for both networks (the authors: 0.5; beta2 is 0.999)."""
-    gan_loss: str = "l1"
-    """``'lsgan'``: squared distance of D's map to the labels; ``'l1'``: absolute distance (the
-    authors' code)."""
-    bicubic_weight: float = 5.0
-    """Initial weight of the bicubic loss (the authors: 5), divided by 100 every
-    ``iterations / 15`` iterations once G is close to bicubic."""
-    sum_to_one_weight: float = 5.0
-    """Weight of the sum-to-1 loss (the authors: 0.5; at 0.5, G collapsed to a near-zero kernel on 2 of
-    5 BSD100 images at 2000 iterations)."""
-    boundaries_weight: float = 0.5
-    """Weight of the boundaries loss (the authors: 0.5)."""
-    centre_weight: float = 1.0
-    """Weight of the centre-of-mass loss once switched on (the authors: 1)."""
-    sparsity_weight: float = 5.0
-    """Weight of the sparsity loss once switched on (the authors: 5)."""
-    keep_largest: int = 40
-    """Post-processing: entries below 0.75 times the ``keep_largest + 1``-th largest are zeroed (and
-    that value subtracted), as the authors' ``n_filtering`` (40); 0 keeps every entry."""
-    ksize: int = 21
-    """Size of the returned kernel; the estimate is zero-padded (or, if larger, cropped) around its
-    centre to ``[ksize, ksize]``."""
-    luminance: bool = False
-    """Estimate from the luminance (BT.601 Y) of an RGB image instead of its 3 channels (D then has
-    one input channel); faster, slightly less information."""
+    iterations: int = _option(2000, "training iterations (one G step and one D step each)", low=1)
+    """The authors use 3000.  About 11 ms each on 2 CPU cores shared with another training job (2000:
+    about 22 s per BSD100 image)."""
+    g_channels: int = _option(64, "hidden channels of the linear generator (the authors: 64)", low=1)
+    g_layer_sizes: Tuple[int, ...] = _option((7, 5, 3, 1, 1, 1), "kernel sizes of G's convolutions", low=1)
+    """The last has stride 2 and must be 1; the kernel's support is ``sum(size - 1) + 1`` (13 for the
+    default), which must be odd."""
+    d_channels: int = _option(64, "hidden channels of the discriminator (the authors: 64)", low=1)
+    d_layers: int = _option(7, "convolutions of the discriminator (the authors: 7)", low=2)
+    """A ``d_kernel_size`` one, ``d_layers - 2`` 1x1 ones with batch norm and ReLU, a 1x1 one to the
+    output map."""
+    d_kernel_size: int = _option(7, "kernel size of D's first convolution: the size of the patches it judges",
+                                 low=1)
+    crop_size: int = _option(64, "side of the input crops G down-scales (the authors: 64)", low=1)
+    """D's real crops have G's output size, ``(crop_size - support) // 2 + 1`` (26 for the default)."""
+    g_lr: float = _option(2e-4, "Adam learning rate of G (the authors: 2e-4)", low=0, low_open=True)
+    """Divided by 10 at each quarter of the iterations (as ``d_lr``)."""
+    d_lr: float = _option(2e-4, "Adam learning rate of D (the authors: 2e-4)", low=0, low_open=True)
+    beta1: float = _option(0.5, "Adam's first-moment decay for both networks (the authors: 0.5; beta2 is "
+                           "0.999)", low=0, high=1, high_open=True)
+    gan_loss: str = _option("l1", "distance of D's map to the labels: lsgan (squared) or l1 (absolute, the "
+                            "authors' code)", choices=GAN_LOSSES)
+    bicubic_weight: float = _option(5.0, "initial weight of the bicubic loss (the authors: 5)", low=0)
+    """Divided by 100 every ``iterations / 15`` iterations once G is close to bicubic."""
+    sum_to_one_weight: float = _option(5.0, "weight of the sum-to-1 loss", low=0)
+    """The authors: 0.5; at 0.5, G collapsed to a near-zero kernel on 2 of 5 BSD100 images at 2000
+    iterations."""
+    boundaries_weight: float = _option(0.5, "weight of the boundaries loss (the authors: 0.5)", low=0)
+    centre_weight: float = _option(1.0, "weight of the centre-of-mass loss once switched on (the authors: 1)",
+                                   low=0)
+    sparsity_weight: float = _option(5.0, "weight of the sparsity loss once switched on (the authors: 5)",
+                                     low=0)
+    keep_largest: int = _option(40, "post-processing: entries below 0.75 times the keep_largest + 1-th "
+                                "largest are zeroed (0 keeps every entry)", low=0)
+    """That value is also subtracted, as the authors' ``n_filtering`` (40)."""
+    ksize: int = _option(21, "side of the returned kernel", low=1)
+    """The estimate is zero-padded (or, if larger, cropped) around its centre to ``[ksize, ksize]``."""
+    luminance: bool = _option(False, "estimate from the luminance (BT.601 Y) of an RGB image")
+    """Instead of its 3 channels (D then has one input channel); faster, slightly less information."""
 
     def __post_init__(self):
-        _check_int(self, "iterations", 1)
-        _check_int(self, "g_channels", 1)
-        _check_int(self, "d_channels", 1)
-        _check_int(self, "d_layers", 2)
-        _check_int(self, "d_kernel_size", 1)
-        _check_int(self, "crop_size", 1)
-        _check_int(self, "keep_largest", 0)
-        _check_int(self, "ksize", 1)
-        sizes = self.g_layer_sizes
-        if (not isinstance(sizes, (tuple, list)) or len(sizes) < 1
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-                           for v in sizes)):
-            raise ValueError(f"KernelGANConfig.g_layer_sizes must be a non-empty tuple of positive "
-                             f"integers, got {sizes!r}")
-        object.__setattr__(self, "g_layer_sizes", tuple(int(v) for v in sizes))
+        check_fields(self)
+        if not self.g_layer_sizes:
+            raise ConfigError("KernelGANConfig.g_layer_sizes must hold at least one size")
         if self.g_layer_sizes[-1] != 1:
-            raise ValueError(f"KernelGANConfig.g_layer_sizes: the last (strided) layer must be 1x1, "
-                             f"got {sizes!r}")
+            raise ConfigError(f"KernelGANConfig.g_layer_sizes: the last (strided) layer must be 1x1, "
+                              f"got {self.g_layer_sizes!r}")
         if self.support % 2 != 1:
-            raise ValueError(f"KernelGANConfig.g_layer_sizes must give an odd support (sum(size - 1) "
-                             f"+ 1), got {self.support} from {sizes!r}")
-        for name in ("g_lr", "d_lr"):
-            _check_float(self, name, positive=True)
-        for name in ("bicubic_weight", "sum_to_one_weight", "boundaries_weight", "centre_weight",
-                     "sparsity_weight"):
-            _check_float(self, name, positive=False)
-        _check_float(self, "beta1", positive=False)
-        if not self.beta1 < 1:
-            raise ValueError(f"KernelGANConfig.beta1 must be in [0, 1), got {self.beta1!r}")
-        if self.gan_loss not in GAN_LOSSES:
-            raise ValueError(f"KernelGANConfig.gan_loss must be one of {GAN_LOSSES}, got {self.gan_loss!r}")
-        if not isinstance(self.luminance, bool):
-            raise ValueError(f"KernelGANConfig.luminance must be True or False, got {self.luminance!r}")
+            raise ConfigError(f"KernelGANConfig.g_layer_sizes must give an odd support (sum(size - 1) "
+                              f"+ 1), got {self.support} from {self.g_layer_sizes!r}")
         if self.crop_size < self.support + 2 * (self.d_kernel_size - 1):
-            raise ValueError(f"KernelGANConfig.crop_size ({self.crop_size}) is too small: G's output "
-                             f"must be at least as large as D's first kernel, which needs crop_size >= "
-                             f"{self.support + 2 * (self.d_kernel_size - 1)}")
+            raise ConfigError(f"KernelGANConfig.crop_size ({self.crop_size}) is too small: G's output "
+                              f"must be at least as large as D's first kernel, which needs crop_size >= "
+                              f"{self.support + 2 * (self.d_kernel_size - 1)}")
 
     @property
     def support(self) -> int:
@@ -195,22 +163,6 @@ class KernelGANConfig:
     def d_crop_size(self) -> int:
         """Side of D's inputs: G's output side for a ``crop_size`` crop."""
         return (self.crop_size - self.support) // 2 + 1
-
-
-def _check_int(config, name, minimum):
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"KernelGANConfig.{name} must be an integer >= {minimum}, got {value!r}")
-    object.__setattr__(config, name, int(value))
-
-
-def _check_float(config, name, positive):
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < 0 or (positive and value == 0):
-        raise ValueError(f"KernelGANConfig.{name} must be a finite number {'> 0' if positive else '>= 0'}"
-                         f", got {value!r}")
-    object.__setattr__(config, name, float(value))
 
 
 # --------------------------------------------------------------------------------------------------
