@@ -439,7 +439,8 @@ PRESETS: Dict[str, Preset] = {
         name="bicubic_x2", reference_name="Bicubicx2", model_index=2, scale=2.0, ds_method="bicubic",
         inner_lr=PiecewiseConstant((3,), (1e-2, 1e-3)),
         meta_batch_size=4, task_batch_size=8, scale_list=(2.0,),
-        published_checkpoint="checkpoints/Model/Bicubicx2"),
+        published_checkpoint="checkpoints/Model/Bicubicx2",
+        project_checkpoint="checkpoints/bicubic_x2/bicubic_x2"),
     "direct_x4": Preset(
         name="direct_x4", reference_name="Directx4", model_index=3, scale=4.0, ds_method="direct",
         inner_lr=PiecewiseConstant((1, 5), (1e-2, 5e-3, 1e-3)),
