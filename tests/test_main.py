@@ -369,11 +369,13 @@ def test_a_non_integer_or_odd_scale_runs_end_to_end(workspace, capsys, tmp_path,
     results = json.loads((tmp_path / "out" / "02" / "results.json").read_text())
     assert results["scale"] == float(scale) and len(results["images"][0]["son_losses"]) == 2
     shave = int(float(scale))
-    y_sr = (16 + (65.481 * sr[..., 0] + 128.553 * sr[..., 1] + 24.966 * sr[..., 2]) / 255)
-    y_gt_image = metrics.to_uint8(gt).astype(np.float64)
-    y_gt = (16 + (65.481 * y_gt_image[..., 0] + 128.553 * y_gt_image[..., 1] + 24.966 * y_gt_image[..., 2]) / 255)
     crop = (slice(shave, -shave), slice(shave, -shave))
-    mse = np.mean((np.round(y_sr[crop]) - np.round(y_gt[crop])) ** 2)
+
+    def y_rounded(rgb_uint8):  # BT.601 Y in [16, 235], rounded to integers, written out by hand
+        rgb = rgb_uint8.astype(np.float64)
+        return np.round(16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255)[crop]
+
+    mse = np.mean((y_rounded(sr) - y_rounded(metrics.to_uint8(gt))) ** 2)
     assert results["images"][0]["final_psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-6)
 
     (tmp_path / "small").mkdir()
