@@ -454,7 +454,7 @@ def _evaluate(args) -> int:
 
     cells = evaluate.find_cells(args.testsets, split_names(args.kernels), split_names(args.sets))
     check_output_folder(args.out, "--out")  # before any image is computed
-    presets = sorted({cell.paper_kernel.preset for cell in cells})
+    presets = [args.preset] if args.preset else sorted({cell.paper_kernel.preset for cell in cells})
     checkpoints = checkpoints_for_presets(args.checkpoint, presets, REPO_ROOT)
     zssr = evaluate.ZSSRConfig(max_steps=args.zssr_steps)
     log.info("%d cells (%s), steps %s, baselines %s", len(cells),
@@ -462,7 +462,7 @@ def _evaluate(args) -> int:
              ", ".join(split_names(args.baselines)) or "none")
     results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
                                 zssr=zssr, figure_images=split_names(args.figure_images), log=log.info,
-                                self_ensemble=args.self_ensemble)
+                                self_ensemble=args.self_ensemble, preset=args.preset, limit=args.limit)
     with write_errors_as(OutputError):
         paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
                                        testsets=args.testsets)
@@ -842,6 +842,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-ensemble", action="store_true",
                         help="MZSR columns as the self-ensemble of eight flips/rotations, each adapted (its own "
                              "table: never mixed with plain MZSR)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="meta-test every kernel with this preset's learning-rate schedule at the kernel's "
+                             "own scale (e.g. multiscale on g20 and g20x4; default: the preset each kernel names)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="evaluate the first N images (by name) of each set only, e.g. a validation subset "
+                             "(default 0: all)")
     parser.add_argument("--figure-images", nargs="+", default=None,
                         help="image names for the crop figures (default: the first image of each set)")
     parser.add_argument("--out", default="results/evaluation", help="output folder")

@@ -27,7 +27,7 @@ figures of ``mzsr_tf.plots``.
 The parts of a run: ``find_cells`` and ``check_cells`` (what to evaluate, checked before any work),
 ``load_runners`` (one network per checkpoint, a ``MetaTester`` and ZSSR baseline per preset),
 ``evaluate_image`` (every method on one image, scored), ``ProgressLog`` (a line per image with an
-ETA), ``summarize`` (per-cell means beside ``testsets.PAPER_RESULTS``); ``evaluate`` runs them in turn.
+ETA), ``summarize`` (per-cell means beside ``testsets.paper_results``); ``evaluate`` runs them in turn.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.meta_test import MetaTester, check_kernel_fits, paired_paths, read_pair
 from mzsr_tf.model import forward
-from mzsr_tf.testsets import BicubicScenario, DEGRADATION_ORDER, KERNEL_FILE, PAPER_RESULTS, PaperKernel, get_kernel
+from mzsr_tf.testsets import BicubicScenario, DEGRADATION_ORDER, KERNEL_FILE, PaperKernel, get_kernel, paper_results
 
 BASELINES = ("bicubic", "zssr")
 
@@ -331,11 +331,29 @@ class PresetRunners:
     checkpoint: str
 
 
-def load_runners(checkpoints: Mapping[str, str], presets: Sequence[str], max_steps: int,
-                 zssr: Optional[ZSSRConfig], self_ensemble: bool = False) -> Dict[str, PresetRunners]:
-    """The runners of each preset, with the weights of ``checkpoints[preset]``.
+Setting = Tuple[str, float]
+"""How a cell is meta-tested: (preset name, scale)."""
 
-    Presets given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
+
+def cell_setting(cell: Cell, preset: Optional[str] = None) -> Setting:
+    """``(preset, scale)`` of a cell's meta-test: the preset its kernel names, or ``preset`` for every cell
+    (e.g. ``multiscale``: its learning-rate schedule at each kernel's own scale).  A preset whose
+    subsampling is not the kernel's is an ``EvaluationError``."""
+    paper_kernel = cell.paper_kernel
+    if preset is None:
+        return paper_kernel.preset, paper_kernel.scale
+    chosen = get_preset(preset)
+    if chosen.ds_method != paper_kernel.ds_method:
+        raise EvaluationError(f"kernel {paper_kernel.name} uses {paper_kernel.ds_method} subsampling, but preset "
+                              f"{preset} meta-tests with {chosen.ds_method} subsampling")
+    return preset, paper_kernel.scale
+
+
+def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], max_steps: int,
+                 zssr: Optional[ZSSRConfig], self_ensemble: bool = False) -> Dict[Setting, PresetRunners]:
+    """The runners of each ``(preset, scale)`` setting, with the weights of ``checkpoints[preset]``.
+
+    Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
     baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
     (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  A checkpoint that does not load raises
     ``CheckpointError``.
@@ -345,14 +363,14 @@ def load_runners(checkpoints: Mapping[str, str], presets: Sequence[str], max_ste
 
     networks: Dict[str, Tuple[MZSRNet, str]] = {}  # checkpoint path -> (network, prefix read)
     runners = {}
-    for preset_name in presets:
+    for preset_name, scale in settings:
         path = checkpoints[preset_name]
         if path not in networks:
             model = MZSRNet()
             networks[path] = (model, load_weights(model, path))
         model, prefix = networks[path]
-        config = get_preset(preset_name).adaptation_config(num_steps=max_steps)
-        runners[preset_name] = PresetRunners(
+        config = get_preset(preset_name).adaptation_config(scale=scale, num_steps=max_steps)
+        runners[preset_name, scale] = PresetRunners(
             tester=MetaTester(model.trainable_variables, dataclasses.replace(config, self_ensemble=self_ensemble)),
             zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
             checkpoint=prefix)
@@ -446,27 +464,31 @@ class ProgressLog:
                  f"{_format_duration(elapsed)}, ETA {_format_duration(eta)}")
 
 
-def _presets_with_checkpoints(cells: Sequence[Cell], checkpoints: Mapping[str, str]) -> List[str]:
-    """The sorted presets the cells need; each must have a checkpoint."""
+def _settings_with_checkpoints(cells: Sequence[Cell], checkpoints: Mapping[str, str],
+                               preset: Optional[str]) -> List[Setting]:
+    """The sorted ``(preset, scale)`` settings the cells need (``cell_setting``); each preset must have a
+    checkpoint."""
     if not cells:
         raise EvaluationError("nothing to evaluate: no cells")
-    presets = sorted({cell.paper_kernel.preset for cell in cells})
-    missing = [p for p in presets if p not in checkpoints]
+    settings = sorted({cell_setting(cell, preset) for cell in cells})
+    missing = sorted({name for name, _ in settings if name not in checkpoints})
     if missing:
         raise EvaluationError(f"no checkpoint given for preset(s) {', '.join(missing)}")
-    return presets
+    return settings
 
 
 def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Sequence[int] = (0, 1, 10),
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
-             log: Callable[[str], None] = print, self_ensemble: bool = False) -> Dict:
+             log: Callable[[str], None] = print, self_ensemble: bool = False,
+             preset: Optional[str] = None, limit: int = 0) -> Dict:
     """Score every image of every cell; returns the results (``write_results`` saves them).
 
     Args:
       cells: from ``find_cells``.
       checkpoints: checkpoint path (TF1/TF2 prefix or folder) for each preset the cells' kernels
-        name (``cells[i].paper_kernel.preset``), e.g. ``{"direct_x2": ".../Pretrained/Pretrained"}``.
+        name (``cells[i].paper_kernel.preset``), e.g. ``{"direct_x2": ".../Pretrained/Pretrained"}``,
+        or for ``preset``.
       steps: MZSR step counts (0 = the network before adaptation).
       baselines: any of ``bicubic``, ``zssr``.
       zssr: the ZSSR baseline's budget.
@@ -475,6 +497,10 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
       log: where progress lines go (``ProgressLog``).
       self_ensemble: the MZSR columns are the self-ensemble of eight flips/rotations, each adapted
         (``mzsr_tf.self_ensemble``); the results say so and their tables label the rows.
+      preset: meta-test every cell with this preset (its learning-rate schedule, at the cell's own scale)
+        instead of the one its kernel names, e.g. ``multiscale`` on ×2 and ×4 kernels (``cell_setting``).
+      limit: > 0 evaluates only the first ``limit`` images (sorted by name) of each set, e.g. a
+        validation subset.
 
     Returns:
       A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
@@ -488,16 +514,19 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
     """
     steps = check_steps(steps)
     baselines = check_baselines(baselines)
-    presets = _presets_with_checkpoints(cells, checkpoints)
-    runners = load_runners(checkpoints, presets, max(steps), zssr if "zssr" in baselines else None, self_ensemble)
+    if limit < 0:
+        raise EvaluationError(f"limit must be >= 0 (0: every image), got {limit}")
+    settings = _settings_with_checkpoints(cells, checkpoints, preset)
+    runners = load_runners(checkpoints, settings, max(steps), zssr if "zssr" in baselines else None, self_ensemble)
     image_kernels = check_cells(cells)
     columns = table_columns(steps, baselines)
-    work = [(cell, index, pair) for cell in cells for index, pair in enumerate(_image_pairs(cell))]
+    work = [(cell, index, pair) for cell in cells
+            for index, pair in enumerate(_image_pairs(cell)[:limit or None])]
     image_records, kept = [], []
     progress = ProgressLog(len(work), log)
     start, cpu_start = time.perf_counter(), time.process_time()
     for cell, index, (lr_path, gt_path) in work:
-        result = evaluate_image(runners[cell.paper_kernel.preset], cell, index, lr_path, gt_path,
+        result = evaluate_image(runners[cell_setting(cell, preset)], cell, index, lr_path, gt_path,
                                 image_kernels[lr_path], steps, baselines)
         image_records.append(result.record)
         if (result.record["image"] in figure_images) if figure_images else index == 0:
@@ -505,7 +534,9 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         progress.image_done(result.record)
     return {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "checkpoints": {preset_name: runner.checkpoint for preset_name, runner in runners.items()},
+        "checkpoints": {preset_name: runner.checkpoint for (preset_name, _), runner in runners.items()},
+        "preset": preset,
+        "limit": limit,
         "steps": list(steps),
         "baselines": list(baselines),
         "zssr": dataclasses.asdict(zssr) if "zssr" in baselines else None,
@@ -515,21 +546,24 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
                     "tensorflow": tf.__version__},
         "seconds_total": time.perf_counter() - start,
         "cpu_seconds_total": time.process_time() - cpu_start,
-        "cells": summarize(cells, image_records, columns),
+        "cells": summarize(cells, image_records, columns, preset),
         "images": image_records,
         "figures": kept,
     }
 
 
-def summarize(cells: Sequence[Cell], image_records: Sequence[Mapping], columns: Sequence[str]) -> List[Dict]:
-    """Per cell and column: mean PSNR, SSIM and seconds per image, and the paper's numbers if any."""
+def summarize(cells: Sequence[Cell], image_records: Sequence[Mapping], columns: Sequence[str],
+              preset: Optional[str] = None) -> List[Dict]:
+    """Per cell and column: mean PSNR, SSIM and seconds per image, and the paper's numbers for the cell's
+    preset (``testsets.paper_results``; ``preset`` as in ``evaluate``) if any."""
     summary = []
     for cell in cells:
         paper_kernel = cell.paper_kernel
         records = [r for r in image_records if r["kernel"] == paper_kernel.name and r["set"] == cell.set_name]
-        paper = PAPER_RESULTS.get((paper_kernel.name, cell.set_name), {})
+        preset_name, _ = cell_setting(cell, preset)
+        paper = paper_results(preset_name, paper_kernel, cell.set_name)
         entry = {"kernel": paper_kernel.name, "paper_kernel": paper_kernel.paper_name, "set": cell.set_name,
-                 "preset": paper_kernel.preset, "images": len(records),
+                 "preset": preset_name, "images": len(records),
                  "mzsr_run_seconds_per_image": float(np.mean([r["mzsr_run_seconds"] for r in records])),
                  "mzsr_run_cpu_seconds_per_image": float(np.mean([r["mzsr_run_cpu_seconds"] for r in records])),
                  "columns": {}, "paper": {k: {"psnr": v[0], "ssim": v[1]} for k, v in paper.items()}}
@@ -547,7 +581,9 @@ def summarize(cells: Sequence[Cell], image_records: Sequence[Mapping], columns: 
 
 
 def _cell_text(value: Optional[Mapping]) -> str:
-    return "–" if value is None else f"{value['psnr']:.2f}/{value['ssim']:.4f}"
+    if value is None:
+        return "–"
+    return f"{value['psnr']:.2f}/" + ("–" if value["ssim"] is None else f"{value['ssim']:.4f}")
 
 
 def markdown_table(results: Mapping) -> str:
@@ -578,6 +614,11 @@ def markdown_report(results: Mapping, command: Optional[str] = None, testsets: O
         lines.append(f"- checkpoint ({preset_name}): `{path}`")
     if testsets:
         lines.append(f"- test sets: `{testsets}`")
+    if results.get("preset"):
+        lines.append(f"- every kernel meta-tested with preset `{results['preset']}` (its learning-rate schedule) "
+                     "at the kernel's own scale")
+    if results.get("limit"):
+        lines.append(f"- the first {results['limit']} images of each set only")
     if results.get("self_ensemble"):
         lines.append("- MZSR columns: self-ensemble (the eight flips/rotations of each input, each adapted with its "
                      "kernel turned alike, averaged; 8x the time of plain MZSR)")

@@ -153,6 +153,26 @@ PAPER_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, float]]] = {
 """The paper's (PSNR dB, SSIM) on the Y channel by ``(kernel name, set name)`` and column key
 (``bicubic``, ``zssr``, ``mzsr_1``, ``mzsr_10``: ``mzsr_tf.evaluate.column_key``'s keys)."""
 
+PAPER_MULTISCALE_RESULTS: Dict[Tuple[str, str], Dict[str, Tuple[float, Optional[float]]]] = {
+    ("g02", "Set5"): {"mzsr_10": (33.33, None)},
+    ("g20", "Set5"): {"mzsr_10": (35.67, None)},
+    ("gani", "Set5"): {"mzsr_10": (33.95, None)},
+}
+"""The paper's multi-scale model (its "Average PSNR results of multi-scale model on Set5"): PSNR after 10
+steps at ×2 only, no SSIM (``None``); its ×4 results are shown as images only."""
+
+
+def paper_results(preset: str, paper_kernel, set_name: str) -> Dict[str, Tuple[float, Optional[float]]]:
+    """The paper's numbers for ``paper_kernel`` (a ``PaperKernel`` or ``BicubicScenario``) on ``set_name``
+    when meta-tested with ``preset``: its own model's (``PAPER_RESULTS``) under the kernel's own preset,
+    the multi-scale model's (``PAPER_MULTISCALE_RESULTS``) under ``multiscale``; ``{}`` otherwise and where
+    the paper has none."""
+    if preset == paper_kernel.preset:
+        return PAPER_RESULTS.get((paper_kernel.name, set_name), {})
+    if preset == "multiscale":
+        return PAPER_MULTISCALE_RESULTS.get((paper_kernel.name, set_name), {})
+    return {}
+
 
 @dataclasses.dataclass(frozen=True)
 class Degradation:

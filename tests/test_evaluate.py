@@ -12,7 +12,7 @@ import tensorflow as tf
 from mzsr_tf import evaluate, metrics, testsets
 from mzsr_tf.adaptation import adapt_steps
 from mzsr_tf.checkpoints import export_weights
-from mzsr_tf.config import ModelConfig, get_preset
+from mzsr_tf.config import AdaptationConfig, ModelConfig, PiecewiseConstant, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.evaluate import EvaluationError, ZSSRConfig
 from mzsr_tf.imresize import imresize
@@ -171,6 +171,49 @@ def test_markdown_table_layout():
         "|  | Set14 | ours | 26.00/0.7000 | 30.00/0.8000 |"])
 
 
+@pytest.mark.slow
+def test_a_preset_for_every_kernel_meta_tests_each_at_its_own_scale(tiny):
+    """--preset multiscale: the multi-scale schedule (1e-2 for steps 1-3, then 5e-3), written out here, at
+    x2 and at x4; --limit 1 keeps the first image by name; the paper row is the multi-scale model's."""
+    cells = evaluate.find_cells(str(tiny["testsets"]), ["g20", "g20x4"], ["Set5"])
+    results = evaluate.evaluate(cells, {"multiscale": tiny["checkpoint"]}, steps=[4], baselines=[],
+                                log=lambda s: None, preset="multiscale", limit=1)
+    plain = evaluate.evaluate(cells, {"direct_x2": tiny["checkpoint"], "direct_x4": tiny["checkpoint"]},
+                              steps=[4], baselines=[], log=lambda s: None, limit=1)
+    assert [(r["kernel"], r["image"]) for r in results["images"]] == [("g20", "a"), ("g20x4", "a")]
+    schedule = PiecewiseConstant((3,), (1e-2, 5e-3))
+    for record, plain_record, cell in zip(results["images"], plain["images"], cells):
+        scale = cell.paper_kernel.scale
+        config = AdaptationConfig(scale=scale, ds_method="direct", inner_lr=schedule)
+        lr = iio.imread(record["input"]).astype(np.float32) / 255
+        gt = metrics.modcrop(iio.imread(record["gt"]), scale)
+        kernel = load_kernel(str(tiny["testsets"] / "Input" / record["kernel"] / "kernel.mat")).astype(np.float32)
+        sr = MetaTester(tiny["model"].trainable_variables, config).adapt_at_steps(
+            lr, kernel, [4], output_shape=gt.shape[:2]).srs[4]
+        assert record["columns"]["mzsr_4"]["psnr"] == metrics.psnr_y(sr, gt, int(scale))
+        assert plain_record["columns"]["mzsr_4"]["psnr"] != record["columns"]["mzsr_4"]["psnr"]  # other schedule
+    assert [cell["preset"] for cell in results["cells"]] == ["multiscale", "multiscale"]
+    assert [cell["images"] for cell in results["cells"]] == [1, 1]
+    assert results["cells"][0]["paper"] == {"mzsr_10": {"psnr": 35.67, "ssim": None}}  # the paper, Set5 g20
+    assert results["cells"][1]["paper"] == {}  # x4: the paper shows images only
+    assert plain["cells"][0]["paper"]["mzsr_10"] == {"psnr": 36.05, "ssim": 0.9439}  # Directx2's own row
+
+
+def test_a_preset_must_subsample_as_the_kernel_does(tiny):
+    cells = evaluate.find_cells(str(tiny["testsets"]), ["b13"], ["Set5"])
+    with pytest.raises(EvaluationError, match="^kernel b13 uses bicubic subsampling, but preset multiscale "
+                                              "meta-tests with direct subsampling$"):
+        evaluate.evaluate(cells, {"multiscale": tiny["checkpoint"]}, steps=[1], preset="multiscale")
+
+
+def test_a_paper_number_without_ssim_is_printed_without_it():
+    results = {"columns": ["mzsr_10"],
+               "cells": [{"kernel": "g20", "paper_kernel": "g^d_2.0", "set": "Set5",
+                          "columns": {"mzsr_10": {"psnr": 35.0, "ssim": 0.9}},
+                          "paper": {"mzsr_10": {"psnr": 35.67, "ssim": None}}}]}
+    assert evaluate.markdown_table(results).splitlines()[-1] == "| | | paper | 35.67/– |"
+
+
 def _run(tiny, capsys, *flags):
     args = ["--testsets", str(tiny["testsets"]), "--out", str(tiny["root"] / "bad"), *flags]
     if "--checkpoint" not in flags:
@@ -194,6 +237,9 @@ def test_bad_inputs_are_one_line_errors(tiny, capsys, tmp_path):
     assert _run(tiny, capsys, "--testsets", str(tmp_path / "none")) == (
         f"error: test-set folder {tmp_path / 'none'} does not exist")
     assert "unknown baseline(s) zzsr" in _run(tiny, capsys, "--baselines", "zzsr")
+    assert _run(tiny, capsys, "--limit", "-1") == "error: limit must be >= 0 (0: every image), got -1"
+    assert _run(tiny, capsys, "--preset", "multiscale", "--kernels", "b13") == (
+        "error: kernel b13 uses bicubic subsampling, but preset multiscale meta-tests with direct subsampling")
     assert not (tiny["root"] / "bad").exists()
 
 
