@@ -238,7 +238,8 @@ class MetaTrainConfig:
 
     patch_size: int = _option(64, "side of the HR patches of a task (random crops of larger records)", low=2)
     channels: int = _option(3, "image channels", low=1)
-    scale_list: Tuple[float, ...] = _option((2.0,), "scales a task's factor is drawn from", low=1,
+    scale_list: Tuple[float, ...] = _option((2.0,), "scales a task's factor is drawn from (uniformly over the entries: "
+                                            "one listed k times is drawn k times as often)", low=1,
                                             low_open=True, high=16)
     ds_method: str = _option("direct", "subsampling of the task LR: direct or bicubic", choices=DS_METHODS)
     meta_iter: int = _option(100000, "train until this meta-iteration", low=1)

@@ -143,6 +143,16 @@ def test_multi_scale_tasks_use_their_own_scale():
                                    atol=TOLERANCE, rtol=0)
 
 
+def test_a_scale_listed_k_times_is_drawn_k_times_as_often():
+    """(2.0, 2.0, 2.0, 4.0): 2.0 in 3/4 of 200 tasks (150 +- 4 standard deviations of 6.1); (2.0, 4.0): half."""
+    def share_of_x2(scale_list):
+        config = dataclasses.replace(CONFIG, scale_list=scale_list, meta_batch_size=100)
+        batches = meta_task_dataset(_source().repeat(), config, seed=3, return_kernels=True).take(2)
+        return sum(int(np.sum(batch["scales"].numpy() == 2.0)) for batch in batches)
+    assert 126 <= share_of_x2((2.0, 2.0, 2.0, 4.0)) <= 174
+    assert 76 <= share_of_x2((2.0, 4.0)) <= 124
+
+
 def test_bicubic_down_sampling():
     config = dataclasses.replace(CONFIG, ds_method="bicubic")
     batch = _first(meta_task_dataset(_source(), config, seed=2, return_kernels=True))

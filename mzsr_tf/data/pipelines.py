@@ -4,7 +4,8 @@ Meta-tasks follow the reference's ``dataGenerator.make_data_tensor`` (github ``J
 task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
 
 1. HR patches (float32 in [0, 1]) are shuffled, repeated and grouped ``2 * task_batch`` per task;
-2. per task: a scale drawn uniformly from ``scale_list``, a random anisotropic Gaussian kernel
+2. per task: a scale drawn uniformly from the entries of ``scale_list`` (a scale listed k times is drawn k
+   times as often), a random anisotropic Gaussian kernel
    ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size, min_eigenvalue =
    kernel_min_eigenvalue)`` (reference: ``scale * 2.5``, 15, 1), the LR ``tf_degrade(hr, kernel, scale,
    ds_method, noise_std)`` (blur, subsample to ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic
