@@ -435,7 +435,8 @@ PRESETS: Dict[str, Preset] = {
         inner_lr=PiecewiseConstant((3,), (1e-2, 5e-3)),
         meta_batch_size=5, task_batch_size=8,
         scale_list=tuple(round(2.0 + 0.2 * i, 1) for i in range(11)),
-        published_checkpoint="checkpoints/Model/Multi-scale"),
+        published_checkpoint="checkpoints/Model/Multi-scale",
+        project_checkpoint="checkpoints/multi_scale/multi_scale"),
     "bicubic_x2": Preset(
         name="bicubic_x2", reference_name="Bicubicx2", model_index=2, scale=2.0, ds_method="bicubic",
         inner_lr=PiecewiseConstant((3,), (1e-2, 1e-3)),

@@ -1,6 +1,7 @@
 """The models this project ships. checkpoints/direct_x2: it loads from its preset path, it is the meta-trained
 one, one adaptation step improves it on every demo image, and it meets issue 8's Set5 targets. The interim
-bicubic_x2 and direct_x4 models: --model 2 and 3 fall back to them, and their Set5 numbers do not regress."""
+bicubic_x2, direct_x4 and multi_scale models: --model 2, 3 and 1 fall back to them, and their Set5 numbers do not
+regress."""
 import pathlib
 
 import pytest
@@ -53,14 +54,16 @@ def test_shipped_model_beats_bicubic_by_far_on_the_demo_images(demo_psnrs):
         assert psnr["one_step"] > psnr["bicubic"] + 3.0, (name, psnr)
 
 
-def _shipped_set5_scores(preset_name, input_dir, gt_dir, kernel_path):
-    """Mean PSNR after 1 and 10 steps of the preset's shipped model on the five Set5 images of ``input_dir``."""
+def _shipped_set5_scores(preset_name, input_dir, gt_dir, kernel_path, scale=None):
+    """Mean PSNR after 1 and 10 steps of the preset's shipped model on the five Set5 images of ``input_dir``, at
+    the preset's scale or ``scale``."""
     from mzsr_tf.curves import load_folder, score_checkpoint
     preset = get_preset(preset_name)
-    folder = load_folder((str(input_dir), str(gt_dir), str(kernel_path)), preset.scale)
+    scale = scale or preset.scale
+    folder = load_folder((str(input_dir), str(gt_dir), str(kernel_path)), scale)
     assert len(folder[0]) == 5
     return score_checkpoint(str(REPO / preset.project_checkpoint), {"set5": folder},
-                            preset.adaptation_config(), steps=(1, 10))["set5"]
+                            preset.adaptation_config(scale=scale), steps=(1, 10))["set5"]
 
 
 def test_shipped_model_meets_the_set5_targets(reference_dir):
@@ -78,8 +81,9 @@ def test_shipped_model_meets_the_set5_targets(reference_dir):
 @pytest.mark.parametrize("preset_name, reference_name, project_checkpoint", [
     ("bicubic_x2", "Bicubicx2", "checkpoints/bicubic_x2/bicubic_x2"),
     ("direct_x4", "Directx4", "checkpoints/direct_x4/direct_x4"),
+    ("multiscale", "Multi-scale", "checkpoints/multi_scale/multi_scale"),
 ])
-def test_models_2_and_3_fall_back_to_the_projects_own_model_and_say_so(caplog, tmp_path, preset_name,
+def test_models_1_2_and_3_fall_back_to_the_projects_own_model_and_say_so(caplog, tmp_path, preset_name,
                                                                         reference_name, project_checkpoint):
     import logging
     from mzsr_tf.checkpoints import CheckpointError
@@ -128,3 +132,24 @@ def test_shipped_bicubic_x2_model_on_set5(shared_dir, tmp_path):
     bic = _shipped_set5_scores("bicubic_x2", tmp_path / "Input" / "bic" / "Set5", tmp_path / "GT" / "Set5", "")
     assert b13["mzsr_1"] >= 35.43 and b13["mzsr_10"] >= 35.40, b13
     assert bic["mzsr_1"] >= 35.42 and bic["mzsr_10"] >= 36.30, bic
+
+
+# --------------------------------------------------------------------------- multi_scale (--model 1)
+
+def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, shared_dir, tmp_path):
+    """Set5 g^d_2.0 at x2 (the authors' inputs) and at x4 (made here from the HR images, as make_testsets.py does)
+    with the --model 1 schedule at each scale. The issue's targets after 10 steps are x2 >= 35.0 and x4 >= 29.5
+    (the published model: 35.67 at x2). The interim model shipped now (x2 34.09 / 34.66, x4 29.10 / 28.65 after 1 /
+    10 steps when shipped) misses both (issue 17 stays open); this test holds it to what it does, 0.1 dB below its
+    numbers when shipped, so that a regression shows."""
+    from mzsr_tf import testsets
+
+    g20 = reference_dir / "Input" / "g20"
+    x2 = _shipped_set5_scores("multiscale", g20 / "Set5", reference_dir / "GT" / "Set5", g20 / "kernel.mat", scale=2.0)
+    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["g20x4"],
+                          log=lambda line: None)
+    g20x4 = tmp_path / "Input" / "g20x4"
+    x4 = _shipped_set5_scores("multiscale", g20x4 / "Set5", tmp_path / "GT_x4" / "Set5", g20x4 / "kernel.mat",
+                              scale=4.0)
+    assert x2["mzsr_1"] >= 33.99 and x2["mzsr_10"] >= 34.56, x2
+    assert x4["mzsr_1"] >= 29.00 and x4["mzsr_10"] >= 28.55, x4
