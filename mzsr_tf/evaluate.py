@@ -18,14 +18,15 @@ image).  For every image of every cell, ``evaluate``:
 
 Scores are the reference's: PSNR and SSIM on the Y channel of uint8 images, shaving ``int(scale)``
 pixels (``metrics.psnr_y``, ``metrics.ssim_y``), against the GT modcropped by the scale; the model
-preset (test-time learning-rate schedule, subsampling) is the one the kernel names.
+preset (test-time learning-rate schedule, subsampling) is the one the kernel names, or one preset for every
+kernel at each kernel's own scale (``evaluate(..., preset=...)``, e.g. the multi-scale model).
 
 ``write_results`` writes ``results.json`` (every image and every cell), ``results.csv`` (one row per
 cell and method), ``results.md`` (the paper's layout, with the paper's numbers beside ours) and the
 figures of ``mzsr_tf.plots``.
 
 The parts of a run: ``find_cells`` and ``check_cells`` (what to evaluate, checked before any work),
-``load_runners`` (one network per checkpoint, a ``MetaTester`` and ZSSR baseline per preset),
+``load_runners`` (one network per checkpoint, a ``MetaTester`` and ZSSR baseline per preset and scale),
 ``evaluate_image`` (every method on one image, scored), ``ProgressLog`` (a line per image with an
 ETA), ``summarize`` (per-cell means beside ``testsets.paper_results``); ``evaluate`` runs them in turn.
 """
@@ -320,7 +321,7 @@ def table_columns(steps: Sequence[int], baselines: Sequence[str]) -> List[str]:
 
 @dataclasses.dataclass
 class PresetRunners:
-    """What runs the methods on the images of one preset.
+    """What runs the methods on the images of one ``(preset, scale)`` setting (``cell_setting``).
 
     ``tester`` adapts for the largest step count; ``zssr`` is None when that baseline is not asked
     for; ``checkpoint`` is the prefix the weights were read from (``checkpoints.load_weights``).
