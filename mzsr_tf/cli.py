@@ -454,7 +454,7 @@ def _evaluate(args) -> int:
 
     cells = evaluate.find_cells(args.testsets, split_names(args.kernels), split_names(args.sets))
     check_output_folder(args.out, "--out")  # before any image is computed
-    presets = [args.preset] if args.preset else sorted({cell.paper_kernel.preset for cell in cells})
+    presets = sorted({evaluate.cell_setting(cell, args.preset)[0] for cell in cells})
     checkpoints = checkpoints_for_presets(args.checkpoint, presets, REPO_ROOT)
     zssr = evaluate.ZSSRConfig(max_steps=args.zssr_steps)
     log.info("%d cells (%s), steps %s, baselines %s", len(cells),
