@@ -138,9 +138,9 @@ def test_shipped_bicubic_x2_model_on_set5(shared_dir, tmp_path):
 def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, shared_dir, tmp_path):
     """Set5 g^d_2.0 at x2 (the authors' inputs) and at x4 (made here from the HR images, as make_testsets.py does)
     with the --model 1 schedule at each scale. The issue's targets after 10 steps are x2 >= 35.0 and x4 >= 29.5
-    (the published model: 35.67 at x2). The interim model shipped now (x2 34.09 / 34.66, x4 29.10 / 28.65 after 1 /
-    10 steps when shipped) misses both (issue 17 stays open); this test holds it to what it does, 0.1 dB below its
-    numbers when shipped, so that a regression shows."""
+    (the published model: 35.67 at x2). The interim model shipped now (phase 2's 1000: x2 33.59 / 35.13, x4 28.95 /
+    28.64 after 1 / 10 steps when shipped) meets the x2 target and misses the x4 one (issue 17 stays open); this test
+    holds x2 to the issue's 35.0 and the rest to 0.1 dB below its numbers when shipped, so that a regression shows."""
     from mzsr_tf import testsets
 
     g20 = reference_dir / "Input" / "g20"
@@ -150,5 +150,5 @@ def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, shared_di
     g20x4 = tmp_path / "Input" / "g20x4"
     x4 = _shipped_set5_scores("multiscale", g20x4 / "Set5", tmp_path / "GT_x4" / "Set5", g20x4 / "kernel.mat",
                               scale=4.0)
-    assert x2["mzsr_1"] >= 33.99 and x2["mzsr_10"] >= 34.56, x2
-    assert x4["mzsr_1"] >= 29.00 and x4["mzsr_10"] >= 28.55, x4
+    assert x2["mzsr_1"] >= 33.49 and x2["mzsr_10"] >= 35.0, x2
+    assert x4["mzsr_1"] >= 28.85 and x4["mzsr_10"] >= 28.54, x4
