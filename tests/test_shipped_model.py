@@ -100,16 +100,22 @@ def test_models_1_2_and_3_fall_back_to_the_projects_own_model_and_say_so(caplog,
 
 # --------------------------------------------------------------------------- direct_x4 (--model 3)
 
-def test_shipped_x4_model_on_set5_g20x4(shared_dir, tmp_path):
+@pytest.fixture(scope="module")
+def set5_g20x4(shared_dir, tmp_path_factory):
+    """Set5 under g^d_2.0 x4, made once from the HR images as make_testsets.py does: (LR folder, GT folder, kernel)."""
+    from mzsr_tf import testsets
+
+    out = tmp_path_factory.mktemp("set5_g20x4")
+    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(out), ["g20x4"],
+                          log=lambda line: None)
+    return out / "Input" / "g20x4" / "Set5", out / "GT_x4" / "Set5", out / "Input" / "g20x4" / "kernel.mat"
+
+
+def test_shipped_x4_model_on_set5_g20x4(set5_g20x4):
     """Set5 under g^d_2.0 x4 (made here from the HR images, as make_testsets.py does) with the --model 3 schedule.
     The issue's targets: MZSR (1) >= 29.7 and MZSR (10) >= 30.0 (the published model: 30.20 / 30.50; the model
     shipped gave 30.07 / 30.06 when shipped)."""
-    from mzsr_tf import testsets
-
-    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["g20x4"],
-                          log=lambda line: None)
-    g20x4 = tmp_path / "Input" / "g20x4"
-    scores = _shipped_set5_scores("direct_x4", g20x4 / "Set5", tmp_path / "GT_x4" / "Set5", g20x4 / "kernel.mat")
+    scores = _shipped_set5_scores("direct_x4", *set5_g20x4)
     assert scores["mzsr_1"] >= 29.7, scores
     assert scores["mzsr_10"] >= 30.0, scores
 
@@ -135,20 +141,14 @@ def test_shipped_bicubic_x2_model_on_set5(shared_dir, tmp_path):
 
 # --------------------------------------------------------------------------- multi_scale (--model 1)
 
-def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, shared_dir, tmp_path):
+def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, set5_g20x4):
     """Set5 g^d_2.0 at x2 (the authors' inputs) and at x4 (made here from the HR images, as make_testsets.py does)
     with the --model 1 schedule at each scale. The issue's targets after 10 steps are x2 >= 35.0 and x4 >= 29.5
     (the published model: 35.67 at x2). The interim model shipped now (phase 2's 1000: x2 33.59 / 35.13, x4 28.95 /
     28.64 after 1 / 10 steps when shipped) meets the x2 target and misses the x4 one (issue 17 stays open); this test
     holds x2 to the issue's 35.0 and the rest to 0.1 dB below its numbers when shipped, so that a regression shows."""
-    from mzsr_tf import testsets
-
     g20 = reference_dir / "Input" / "g20"
     x2 = _shipped_set5_scores("multiscale", g20 / "Set5", reference_dir / "GT" / "Set5", g20 / "kernel.mat", scale=2.0)
-    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["g20x4"],
-                          log=lambda line: None)
-    g20x4 = tmp_path / "Input" / "g20x4"
-    x4 = _shipped_set5_scores("multiscale", g20x4 / "Set5", tmp_path / "GT_x4" / "Set5", g20x4 / "kernel.mat",
-                              scale=4.0)
+    x4 = _shipped_set5_scores("multiscale", *set5_g20x4, scale=4.0)
     assert x2["mzsr_1"] >= 33.49 and x2["mzsr_10"] >= 35.0, x2
     assert x4["mzsr_1"] >= 28.85 and x4["mzsr_10"] >= 28.54, x4
