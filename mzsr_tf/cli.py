@@ -24,8 +24,8 @@ import shlex
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from mzsr_tf.config import (PRECISIONS, PRESETS, STRATEGIES, ConfigError, MetaTrainConfig, PretrainConfig,
-                            Preset, RunConfig, get_preset, override,
+from mzsr_tf.config import (PRECISIONS, PRESETS, SON_GRIDS, STRATEGIES, ConfigError, MetaTrainConfig,
+                            PretrainConfig, Preset, RunConfig, get_preset, override,
                             preset_for_model, read_json_object)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -522,6 +522,11 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--self-ensemble", action="store_true",
                       help="average the eight flips/rotations of each input, each adapted on its own with its "
                            "kernel turned alike (beyond the paper; 8x the time)")
+    test.add_argument("--son-grid", choices=SON_GRIDS, default=None,
+                      help="reference (default): the son of the whole input, as the reference (its direct "
+                           "subsampling grid is stretched when a side is not a multiple of the scale); exact: the "
+                           "son of the input cropped at the bottom and right to a multiple of the scale (beyond "
+                           "the reference; the output still covers the whole input)")
     test.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                       help="float32 (default) reproduces the reference; mixed_*: float16/bfloat16 "
                            "convolutions with float32 weights (meta-test and training)")
@@ -540,12 +545,14 @@ def main_parser() -> argparse.ArgumentParser:
 
 def adaptation_config_from_flags(args, preset: Preset):
     """The meta-test's ``AdaptationConfig``: the preset's, with ``--num``, ``--scale``, ``--noise``,
-    ``--backprojection`` and ``--precision`` applied (each bad value named by its flag)."""
+    ``--backprojection``, ``--self-ensemble``, ``--son-grid`` and ``--precision`` applied (each bad value named
+    by its flag)."""
     config = preset.adaptation_config()
     for option, key, value in (("--num", "num_steps", args.num_steps), ("--scale", "scale", args.scale),
                                ("--noise", "noise_std", args.noise),
                                ("--backprojection", "back_projection", bool(args.backprojection)),
                                ("--self-ensemble", "self_ensemble", bool(getattr(args, "self_ensemble", False))),
+                               ("--son-grid", "son_grid", getattr(args, "son_grid", None)),
                                ("--precision", "precision", args.precision)):
         if value is not None:
             config = _with_option(option, value, lambda: override(config, {key: value}))

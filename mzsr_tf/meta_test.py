@@ -125,22 +125,25 @@ class MetaTester:
         # one-off tracing cost low (autograph would transpile every library function it calls).
         self._run_with_kernel = tf.function(
             self._run, autograph=False,
-            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, rates, record, seed])
+            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, shape, rates, record, seed])
         self._run_bicubic = tf.function(
-            lambda lr, out_hw, rate_list, record_at, noise_seed: self._run(
-                lr, None, out_hw, rate_list, record_at, noise_seed),
-            autograph=False, input_signature=[image, shape, rates, record, seed])
+            lambda lr, father_hw, out_hw, rate_list, record_at, noise_seed: self._run(
+                lr, None, father_hw, out_hw, rate_list, record_at, noise_seed),
+            autograph=False, input_signature=[image, shape, shape, rates, record, seed])
 
-    def _run(self, lr, kernel, out_hw, rates, record, noise_seed):
+    def _run(self, lr, kernel, father_hw, out_hw, rates, record, noise_seed):
         """The graph: son, ``len(rates)`` steps, and the SR image after ``n`` steps wherever ``record[n]``.
 
+        The son is made from ``lr[:father_hw[0], :father_hw[1]]`` (the "HR father", ``father_shape``), the
+        label of every step; the SR images are of the whole ``lr``.
         Returns ``(srs [count(record), H, W, C], son_losses [len(rates)])``.
         """
         cfg = self.config
         down_kernel = degradation.CUBIC if kernel is None else kernel
-        son = degradation.tf_degrade(lr, down_kernel, cfg.scale, ds_method=cfg.ds_method,
+        father = lr[:father_hw[0], :father_hw[1]]
+        son = degradation.tf_degrade(father, down_kernel, cfg.scale, ds_method=cfg.ds_method,
                                      noise_std=cfg.noise_std, seed=noise_seed)
-        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(lr)[:2], kernel=cfg.upscale_method)[None]
+        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(father)[:2], kernel=cfg.upscale_method)[None]
         lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
         net = functools.partial(forward, compute_dtype=compute_dtype(cfg.precision))
         # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
@@ -154,7 +157,7 @@ class MetaTester:
 
         start = [tf.convert_to_tensor(p) for p in self.params]
         srs = keep_sr(0, start, tf.TensorArray(tf.float32, size=slots[-1] + 1))
-        _, losses, srs = sgd_loop(net, start, son_ilr, lr[None], rates, loss_scale=loss_scale,
+        _, losses, srs = sgd_loop(net, start, son_ilr, father[None], rates, loss_scale=loss_scale,
                                   state=srs, after_step=keep_sr)
         return srs.stack(), losses
 
@@ -162,6 +165,8 @@ class MetaTester:
         """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
         cfg = self.config
         check_son_size(lr.shape, cfg.scale, "the input image")
+        father_hw = father_shape(lr.shape, cfg.scale, cfg.son_grid)
+        check_son_size(father_hw, cfg.scale, "the input image cropped to a multiple of the scale (son_grid 'exact')")
         counts = sorted(set(int(n) for n in step_counts))
         if not counts or counts[0] < 0:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
@@ -173,7 +178,8 @@ class MetaTester:
         args = (tf.constant(lr, tf.float32),)
         if kernel is not None:
             args += (tf.constant(kernel, tf.float32),)
-        args += (tf.constant(output_shape, tf.int32), tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32),
+        args += (tf.constant(father_hw, tf.int32), tf.constant(output_shape, tf.int32),
+                 tf.constant(cfg.inner_lr.rates(counts[-1]), tf.float32),
                  tf.constant(record), tf.constant(seed, tf.int32))
         run = self._run_bicubic if kernel is None else self._run_with_kernel
         srs, losses = run(*args)
@@ -301,6 +307,29 @@ def check_kernel_fits(kernel: np.ndarray, kernel_path: str, lr_path: str, lr_sha
     if kernel.shape[0] > lr_shape[0] or kernel.shape[1] > lr_shape[1]:
         raise error(f"kernel {kernel_path} is {kernel.shape[0]}x{kernel.shape[1]}, larger than input "
                     f"{lr_path} ({lr_shape[0]}x{lr_shape[1]})")
+
+
+def father_shape(lr_shape, scale: float, son_grid: str = "reference") -> Tuple[int, int]:
+    """``(H, W)`` of the part of an input its son is made from (the top-left corner).
+
+    ``"reference"``: the whole input. The reference's direct subsampling keeps the pixels at
+    ``round(linspace(0, H - scale, ceil(H / scale)))``, which are ``scale`` apart only when ``H / scale`` is a
+    whole number: for a 70-pixel side at x4 they are 66 / 17 = 3.88 apart, a slightly stretched son that
+    misleads the adaptation.  ``"exact"``: each side cropped (bottom, right) to the largest length ``m <= H``
+    with ``m / scale`` whole (68 for 70 at x4; 70 for 71 at x2.5), on which that grid is exact; an input whose
+    sides are already such lengths is unchanged, so both choices agree on it.
+    """
+    if son_grid == "reference":
+        return int(lr_shape[0]), int(lr_shape[1])
+    if son_grid != "exact":
+        raise ValueError(f"son_grid must be 'reference' or 'exact', got {son_grid!r}")
+
+    def whole_multiple(side: int) -> int:
+        m = int(side)
+        while m > 0 and abs(m / scale - round(m / scale)) > 1e-6:
+            m -= 1
+        return m
+    return whole_multiple(lr_shape[0]), whole_multiple(lr_shape[1])
 
 
 def son_shape(lr_shape, scale: float) -> Tuple[int, int]:
