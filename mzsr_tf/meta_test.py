@@ -317,7 +317,9 @@ def father_shape(lr_shape, scale: float, son_grid: str = "reference") -> Tuple[i
     whole number: for a 70-pixel side at x4 they are 66 / 17 = 3.88 apart, a slightly stretched son that
     misleads the adaptation.  ``"exact"``: each side cropped (bottom, right) to the largest length ``m <= H``
     with ``m / scale`` whole (68 for 70 at x4; 70 for 71 at x2.5), on which that grid is exact; an input whose
-    sides are already such lengths is unchanged, so both choices agree on it.
+    sides are already such lengths is unchanged, so both choices agree on it.  At a non-integer scale p/q (in
+    lowest terms) ``m`` is a multiple of p, so up to p - 1 rows or columns go (x3.7: up to 36); an input left
+    too small for its son is refused by ``check_son_size``.
     """
     if son_grid == "reference":
         return int(lr_shape[0]), int(lr_shape[1])
