@@ -462,7 +462,8 @@ def _evaluate(args) -> int:
              ", ".join(split_names(args.baselines)) or "none")
     results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
                                 zssr=zssr, figure_images=split_names(args.figure_images), log=log.info,
-                                self_ensemble=args.self_ensemble, preset=args.preset, limit=args.limit)
+                                self_ensemble=args.self_ensemble, preset=args.preset, limit=args.limit,
+                                son_grid=args.son_grid)
     with write_errors_as(OutputError):
         paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
                                        testsets=args.testsets)
@@ -846,6 +847,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zssr-steps", type=int, default=2000, help="step budget of the zssr baseline")
     parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all in the test set)")
     parser.add_argument("--sets", nargs="+", default=None, help="set names (default: all in the test set)")
+    parser.add_argument("--son-grid", choices=SON_GRIDS, default="reference",
+                        help="reference (default) or exact: MZSR's son of each input cropped to a multiple of the "
+                             "scale (beyond the reference; rows labelled, as scripts/main.py --son-grid)")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="MZSR columns as the self-ensemble of eight flips/rotations, each adapted (its own "
                              "table: never mixed with plain MZSR)")

@@ -351,13 +351,15 @@ def cell_setting(cell: Cell, preset: Optional[str] = None) -> Setting:
 
 
 def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], max_steps: int,
-                 zssr: Optional[ZSSRConfig], self_ensemble: bool = False) -> Dict[Setting, PresetRunners]:
+                 zssr: Optional[ZSSRConfig], self_ensemble: bool = False,
+                 son_grid: str = "reference") -> Dict[Setting, PresetRunners]:
     """The runners of each ``(preset, scale)`` setting, with the weights of ``checkpoints[preset]``.
 
     Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
     baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
-    (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  A checkpoint that does not load raises
-    ``CheckpointError``.
+    (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  ``son_grid``: the MZSR tester's
+    ``AdaptationConfig.son_grid`` (the ZSSR baseline keeps the reference's).  A checkpoint that does not load
+    raises ``CheckpointError``.
     """
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.model import MZSRNet
@@ -372,7 +374,8 @@ def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], ma
         model, prefix = networks[path]
         config = get_preset(preset_name).adaptation_config(scale=scale, num_steps=max_steps)
         runners[preset_name, scale] = PresetRunners(
-            tester=MetaTester(model.trainable_variables, dataclasses.replace(config, self_ensemble=self_ensemble)),
+            tester=MetaTester(model.trainable_variables,
+                              dataclasses.replace(config, self_ensemble=self_ensemble, son_grid=son_grid)),
             zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
             checkpoint=prefix)
     return runners
@@ -482,7 +485,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
              log: Callable[[str], None] = print, self_ensemble: bool = False,
-             preset: Optional[str] = None, limit: int = 0) -> Dict:
+             preset: Optional[str] = None, limit: int = 0, son_grid: str = "reference") -> Dict:
     """Score every image of every cell; returns the results (``write_results`` saves them).
 
     Args:
@@ -502,6 +505,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         instead of the one its kernel names, e.g. ``multiscale`` on ×2 and ×4 kernels (``cell_setting``).
       limit: > 0 evaluates only the first ``limit`` images (sorted by name) of each set, e.g. a
         validation subset.
+      son_grid: ``"reference"`` or ``"exact"`` (``mzsr_tf.meta_test.father_shape``); with ``"exact"`` the
+        results say so and their tables label the rows.
 
     Returns:
       A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
@@ -518,7 +523,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
     if limit < 0:
         raise EvaluationError(f"limit must be >= 0 (0: every image), got {limit}")
     settings = _settings_with_checkpoints(cells, checkpoints, preset)
-    runners = load_runners(checkpoints, settings, max(steps), zssr if "zssr" in baselines else None, self_ensemble)
+    runners = load_runners(checkpoints, settings, max(steps), zssr if "zssr" in baselines else None, self_ensemble,
+                           son_grid)
     image_kernels = check_cells(cells)
     columns = table_columns(steps, baselines)
     work = [(cell, index, pair) for cell in cells
@@ -543,6 +549,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         "zssr": dataclasses.asdict(zssr) if "zssr" in baselines else None,
         "columns": columns,
         "self_ensemble": self_ensemble,
+        "son_grid": son_grid,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "tensorflow": tf.__version__},
         "seconds_total": time.perf_counter() - start,
@@ -597,7 +604,8 @@ def markdown_table(results: Mapping) -> str:
     for cell in results["cells"]:
         kernel = f"{cell['paper_kernel']} (`{cell['kernel']}`)" if cell["kernel"] != last_kernel else ""
         last_kernel = cell["kernel"]
-        ours = "ours, self-ensemble" if results.get("self_ensemble") else "ours"
+        ours = "ours" + (", self-ensemble" if results.get("self_ensemble") else "") \
+            + (", son grid exact" if results.get("son_grid", "reference") != "reference" else "")
         lines.append(f"| {kernel} | {cell['set']} | {ours} | "
                      + " | ".join(_cell_text(cell["columns"][c]) for c in columns) + " |")
         if cell["paper"]:
@@ -623,6 +631,9 @@ def markdown_report(results: Mapping, command: Optional[str] = None, testsets: O
     if results.get("self_ensemble"):
         lines.append("- MZSR columns: self-ensemble (the eight flips/rotations of each input, each adapted with its "
                      "kernel turned alike, averaged; 8x the time of plain MZSR)")
+    if results.get("son_grid", "reference") != "reference":
+        lines.append(f"- MZSR columns: son grid `{results['son_grid']}` (the son of each input cropped to a multiple "
+                     "of the scale; beyond the reference)")
     if command:
         lines.append(f"- command: `{command}`")
     if results.get("zssr"):

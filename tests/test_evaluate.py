@@ -316,3 +316,33 @@ def test_outputs_leave_no_temporary_files(evaluated):
     written = sorted(str(p.relative_to(evaluated["out"])) for p in evaluated["out"].rglob("*"))
     assert written == ["figures", "figures/crops_b13.png", "figures/crops_g20.png", "figures/crops_g20x4.png",
                        "figures/psnr_vs_steps.png", "results.csv", "results.json", "results.md"]
+
+
+@pytest.mark.slow
+def test_son_grid_exact_equals_a_direct_meta_test_and_is_labelled(evaluated, tmp_path):
+    """--son-grid exact: the x4 numbers of image a (input 22x21, not a multiple of 4) are those of a direct meta-test
+    with son_grid 'exact', differ from the reference son's, and the table says which son made them."""
+    out = tmp_path / "exact"
+    code = _load_script().main(["--checkpoint", evaluated["checkpoint"], "--testsets", str(evaluated["testsets"]),
+                                "--kernels", "g20x4", "--steps", "1", "2", "--baselines", "--son-grid", "exact",
+                                "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["son_grid"] == "exact" and evaluated["results"]["son_grid"] == "reference"
+    table = (out / "results.md").read_text()
+    assert "| g^d_2.0 (x4) (`g20x4`) | Set5 | ours, son grid exact |" in table and "son grid `exact`" in table
+
+    kernel_path = evaluated["testsets"] / "Input" / "g20x4" / "kernel.mat"
+    config = get_preset("direct_x4").adaptation_config(num_steps=2)
+    config = AdaptationConfig(**{**config.__dict__, "son_grid": "exact"})
+    summary = run_folder(MetaTester(evaluated["model"].trainable_variables, config),
+                         str(evaluated["testsets"] / "Input" / "g20x4" / "Set5"), str(tmp_path / "direct"),
+                         KernelSource.fixed(load_kernel(kernel_path).astype(np.float32), str(kernel_path)),
+                         gt_dir=str(evaluated["testsets"] / "GT_x4" / "Set5"), log=lambda s: None)
+    exact = {r["image"]: r["columns"] for r in results["images"]}
+    reference = {r["image"]: r["columns"] for r in evaluated["results"]["images"] if r["kernel"] == "g20x4"}
+    for image in summary["images"]:
+        assert exact[image["name"]]["mzsr_2"]["psnr"] == image["final_psnr"]
+    assert iio.imread(evaluated["testsets"] / "Input" / "g20x4" / "Set5" / "a.png").shape[:2] == (22, 21)
+    assert exact["a"]["mzsr_2"]["psnr"] != reference["a"]["mzsr_2"]["psnr"]
+    assert iio.imread(evaluated["testsets"] / "Input" / "g20x4" / "Set5" / "b.png").shape[:2] == (23, 24)
