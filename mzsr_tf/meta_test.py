@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from mzsr_tf import atomic, degradation, inner, metrics, self_ensemble
 from mzsr_tf.adaptation import sgd_loop
-from mzsr_tf.config import AdaptationConfig
+from mzsr_tf.config import SON_GRIDS, AdaptationConfig
 from mzsr_tf.data.images import list_images, read_image
 from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
@@ -166,7 +166,9 @@ class MetaTester:
         cfg = self.config
         check_son_size(lr.shape, cfg.scale, "the input image")
         father_hw = father_shape(lr.shape, cfg.scale, cfg.son_grid)
-        check_son_size(father_hw, cfg.scale, "the input image cropped to a multiple of the scale (son_grid 'exact')")
+        if father_hw != tuple(lr.shape[:2]):
+            check_son_size(father_hw, cfg.scale,
+                           "the input image cropped to a multiple of the scale (son_grid 'exact')")
         counts = sorted(set(int(n) for n in step_counts))
         if not counts or counts[0] < 0:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
@@ -319,12 +321,13 @@ def father_shape(lr_shape, scale: float, son_grid: str = "reference") -> Tuple[i
     with ``m / scale`` whole (68 for 70 at x4; 70 for 71 at x2.5), on which that grid is exact; an input whose
     sides are already such lengths is unchanged, so both choices agree on it.  At a non-integer scale p/q (in
     lowest terms) ``m`` is a multiple of p, so up to p - 1 rows or columns go (x3.7: up to 36); an input left
-    too small for its son is refused by ``check_son_size``.
+    too small for its son is refused by ``check_son_size``.  (``metrics.modcrop``, the GT's crop, agrees at
+    integer scales but not at others: it keeps 72 for 73 at x2.5, where 72 / 2.5 is not whole.)
     """
+    if son_grid not in SON_GRIDS:
+        raise ValueError(f"son_grid must be one of {SON_GRIDS}, got {son_grid!r}")
     if son_grid == "reference":
         return int(lr_shape[0]), int(lr_shape[1])
-    if son_grid != "exact":
-        raise ValueError(f"son_grid must be 'reference' or 'exact', got {son_grid!r}")
 
     def whole_multiple(side: int) -> int:
         m = int(side)

@@ -1,5 +1,6 @@
 """Tests for mzsr_tf.evaluate and scripts/evaluate.py on a tiny test set and a tiny checkpoint."""
 import csv
+import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -333,8 +334,7 @@ def test_son_grid_exact_equals_a_direct_meta_test_and_is_labelled(evaluated, tmp
     assert "| g^d_2.0 (x4) (`g20x4`) | Set5 | ours, son grid exact |" in table and "son grid `exact`" in table
 
     kernel_path = evaluated["testsets"] / "Input" / "g20x4" / "kernel.mat"
-    config = get_preset("direct_x4").adaptation_config(num_steps=2)
-    config = AdaptationConfig(**{**config.__dict__, "son_grid": "exact"})
+    config = dataclasses.replace(get_preset("direct_x4").adaptation_config(num_steps=2), son_grid="exact")
     summary = run_folder(MetaTester(evaluated["model"].trainable_variables, config),
                          str(evaluated["testsets"] / "Input" / "g20x4" / "Set5"), str(tmp_path / "direct"),
                          KernelSource.fixed(load_kernel(kernel_path).astype(np.float32), str(kernel_path)),
