@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from mzsr_tf import atomic, kernels
+from mzsr_tf.config import DEFAULT_SON_GRID
 from mzsr_tf.data.images import list_images
 from mzsr_tf.edge_kernel import EdgeKernelConfig, EdgeKernelError, EdgeKernelEstimator
 from mzsr_tf.kernel_estimation import ImageTooSmallError, KernelEstimator, KernelGANConfig, kernel_error
@@ -236,14 +237,26 @@ def compare_assumptions(per_assumption: Mapping[str, Mapping], set_name: str, st
 
 
 def reusable_evaluations(previous: Optional[Mapping], checkpoint: str, steps: Sequence[int],
-                         set_names: Sequence[str]) -> Dict[str, Dict]:
+                         set_names: Sequence[str], estimation: Optional[Mapping] = None) -> Dict[str, Dict]:
     """The evaluations of an earlier ``blind.json`` that this benchmark can reuse: same checkpoint and step
-    counts, covering every set asked for (restricted to those sets); none if ``previous`` is None."""
+    counts, made with the meta-test's default son grid (``DEFAULT_SON_GRID``), covering every set asked for
+    (restricted to those sets), and for an estimator's row the same estimates (its ``estimation.json`` records,
+    ``estimation[name][set]``, equal to the earlier run's); none if ``previous`` is None."""
+    from mzsr_tf.evaluate import son_grid_of
+
+    def same_estimates(assumption):
+        if not assumption.startswith("estimated:"):
+            return True
+        name = assumption.partition(":")[2]
+        earlier, now = previous.get("estimation", {}).get(name, {}), (estimation or {}).get(name, {})
+        return all(set_name in earlier and earlier[set_name] == now.get(set_name) for set_name in set_names)
+
     if not previous or previous.get("checkpoint") != checkpoint or list(previous.get("steps", [])) != list(steps):
         return {}
     reusable = {}
     for assumption, results in previous.get("evaluations", {}).items():
-        if set(set_names) <= {record["set"] for record in results["images"]}:
+        if (son_grid_of(results) == DEFAULT_SON_GRID and set(set_names) <= {r["set"] for r in results["images"]}
+                and same_estimates(assumption)):
             reusable[assumption] = dict(results, images=[r for r in results["images"] if r["set"] in set_names],
                                         cells=[c for c in results["cells"] if c["set"] in set_names])
     return reusable
@@ -278,7 +291,7 @@ def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str,
             with open(record_path) as f:
                 estimation[name][cell.set_name] = json.load(f)
     assumptions = ["true"] + [f"estimated:{name}" for name in estimated] + ["bicubic", "g20"]
-    reusable = reusable_evaluations(previous, checkpoint, steps, [cell.set_name for cell in cells])
+    reusable = reusable_evaluations(previous, checkpoint, steps, [cell.set_name for cell in cells], estimation)
     evaluations = {}
     for assumption in assumptions:
         if assumption in reusable:

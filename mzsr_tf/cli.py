@@ -24,8 +24,8 @@ import shlex
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from mzsr_tf.config import (PRECISIONS, PRESETS, SON_GRIDS, STRATEGIES, ConfigError, MetaTrainConfig,
-                            PretrainConfig, Preset, RunConfig, get_preset, override,
+from mzsr_tf.config import (DEFAULT_SON_GRID, PRECISIONS, PRESETS, SON_GRIDS, STRATEGIES, ConfigError,
+                            MetaTrainConfig, PretrainConfig, Preset, RunConfig, get_preset, override,
                             preset_for_model, read_json_object)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -233,7 +233,8 @@ def _meta_test(args) -> int:
             log.info("%s", kernel_source.description)
         else:
             log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
-        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
+        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info,
+                             son_grid=config.son_grid, ds_method=config.ds_method)
     check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
     if args.figure:
         check_output_file(args.figure, "--figure")
@@ -241,7 +242,8 @@ def _meta_test(args) -> int:
     model = MZSRNet()
     loaded = load_weights(model, checkpoint)
     if estimating is not None:  # the slow part, after every cheap check (the checkpoint loads)
-        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info)
+        inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info,
+                             son_grid=config.son_grid, ds_method=config.ds_method)
     tester = MetaTester(model.trainable_variables, config)
     extra_info = {"checkpoint": loaded, "model": preset.reference_name, "kernel_normalized": normalize}
     if estimating is not None:
@@ -524,10 +526,10 @@ def main_parser() -> argparse.ArgumentParser:
                       help="average the eight flips/rotations of each input, each adapted on its own with its "
                            "kernel turned alike (beyond the paper; 8x the time)")
     test.add_argument("--son-grid", choices=SON_GRIDS, default=None,
-                      help="reference (default): the son of the whole input, as the reference (its direct "
-                           "subsampling grid is stretched when a side is not a multiple of the scale); exact: the "
-                           "son of the input cropped at the bottom and right to a multiple of the scale (beyond "
-                           "the reference; the output still covers the whole input)")
+                      help="exact (default): the son of the input cropped at the bottom and right to a multiple "
+                           "of the scale (beyond the reference; the output still covers the whole input); "
+                           "reference: the son of the whole input, as the reference (its direct subsampling grid "
+                           "is stretched when a side is not a multiple of the scale)")
     test.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                       help="float32 (default) reproduces the reference; mixed_*: float16/bfloat16 "
                            "convolutions with float32 weights (meta-test and training)")
@@ -722,7 +724,8 @@ def blind_benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help="weights (default: --model 0's checkpoint)")
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 10], help="MZSR step counts")
     parser.add_argument("--reuse", default=None, metavar="BLIND_JSON",
-                        help="an earlier run's blind.json: its evaluations of the same checkpoint, steps and sets are "
+                        help="an earlier run's blind.json: its evaluations of the same checkpoint, steps and sets, "
+                             "made with the default son grid (and for an estimator, of the same estimates) are "
                              "reused (e.g. to add an estimator without running the other rows again)")
     parser.add_argument("--out", default="results/blind", help="output folder")
     return _add_verbose(parser)
@@ -847,9 +850,10 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zssr-steps", type=int, default=2000, help="step budget of the zssr baseline")
     parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all in the test set)")
     parser.add_argument("--sets", nargs="+", default=None, help="set names (default: all in the test set)")
-    parser.add_argument("--son-grid", choices=SON_GRIDS, default="reference",
-                        help="reference (default) or exact: MZSR's son of each input cropped to a multiple of the "
-                             "scale (beyond the reference; rows labelled, as scripts/main.py --son-grid)")
+    parser.add_argument("--son-grid", choices=SON_GRIDS, default=DEFAULT_SON_GRID,
+                        help="exact (default): MZSR's son of each input cropped to a multiple of the scale (beyond "
+                             "the reference); reference: of the whole input, as the reference (rows labelled); as "
+                             "scripts/main.py --son-grid")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="MZSR columns as the self-ensemble of eight flips/rotations, each adapted (its own "
                              "table: never mixed with plain MZSR)")

@@ -45,10 +45,14 @@ DS_METHODS = ("direct", "bicubic")
 PRECISIONS = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 """Precision (Keras policy name) -> dtype of the convolutions; weights, losses and updates stay float32."""
 
-SON_GRIDS = ("reference", "exact")
+SON_GRIDS = ("exact", "reference")
 """Which part of a meta-test input its son is made from (``AdaptationConfig.son_grid``,
-``mzsr_tf.meta_test.father_shape``): the whole input, as the reference, or the input cropped to a multiple of
-the scale, so that direct subsampling keeps every ``scale``-th pixel exactly."""
+``mzsr_tf.meta_test.father_shape``): the input cropped to a multiple of the scale, so that direct subsampling
+keeps every ``scale``-th pixel exactly (the default, ``DEFAULT_SON_GRID``), or the whole input, as the reference."""
+
+DEFAULT_SON_GRID = "exact"
+"""The meta-test's son grid unless asked otherwise: the reference's stretched grid costs adaptation on inputs whose
+sides are not multiples of the scale (README, "Differences from the reference")."""
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 """``tf.distribute`` strategies by name (``mzsr_tf.training.make_strategy``)."""
@@ -215,10 +219,10 @@ class AdaptationConfig:
     precision: str = _option("float32", "dtype of the convolutions", choices=tuple(PRECISIONS))
     self_ensemble: bool = _option(False, "average the eight flips/rotations of the input, each adapted on its "
                                   "own (8x the time; beyond the paper, mzsr_tf.self_ensemble)")
-    son_grid: str = _option("reference", "the son of the whole input ('reference'; its direct-subsampling grid is "
-                            "stretched when a side is not a multiple of the scale) or of the input cropped at the "
-                            "bottom and right to a multiple of the scale ('exact'; beyond the reference, "
-                            "mzsr_tf.meta_test.father_shape)", choices=SON_GRIDS)
+    son_grid: str = _option(DEFAULT_SON_GRID, "the son of the input cropped at the bottom and right to a multiple "
+                            "of the scale ('exact'; beyond the reference, mzsr_tf.meta_test.father_shape) or of the "
+                            "whole input ('reference'; its direct-subsampling grid is stretched when a side is not a "
+                            "multiple of the scale)", choices=SON_GRIDS)
 
     def __post_init__(self):
         check_fields(self)

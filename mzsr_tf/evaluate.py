@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from mzsr_tf import atomic, metrics
 from mzsr_tf.adaptation import sgd_loop
-from mzsr_tf.config import AdaptationConfig, get_preset
+from mzsr_tf.config import DEFAULT_SON_GRID, AdaptationConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
@@ -352,14 +352,14 @@ def cell_setting(cell: Cell, preset: Optional[str] = None) -> Setting:
 
 def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], max_steps: int,
                  zssr: Optional[ZSSRConfig], self_ensemble: bool = False,
-                 son_grid: str = "reference") -> Dict[Setting, PresetRunners]:
+                 son_grid: str = DEFAULT_SON_GRID) -> Dict[Setting, PresetRunners]:
     """The runners of each ``(preset, scale)`` setting, with the weights of ``checkpoints[preset]``.
 
     Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
     baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
     (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  ``son_grid``: the MZSR tester's
-    ``AdaptationConfig.son_grid`` (the ZSSR baseline keeps the reference's).  A checkpoint that does not load
-    raises ``CheckpointError``.
+    ``AdaptationConfig.son_grid`` (the ZSSR baseline keeps its preset's default).  A checkpoint that does not
+    load raises ``CheckpointError``.
     """
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.model import MZSRNet
@@ -485,7 +485,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
              log: Callable[[str], None] = print, self_ensemble: bool = False,
-             preset: Optional[str] = None, limit: int = 0, son_grid: str = "reference") -> Dict:
+             preset: Optional[str] = None, limit: int = 0, son_grid: str = DEFAULT_SON_GRID) -> Dict:
     """Score every image of every cell; returns the results (``write_results`` saves them).
 
     Args:
@@ -505,8 +505,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         instead of the one its kernel names, e.g. ``multiscale`` on ×2 and ×4 kernels (``cell_setting``).
       limit: > 0 evaluates only the first ``limit`` images (sorted by name) of each set, e.g. a
         validation subset.
-      son_grid: ``"reference"`` or ``"exact"`` (``mzsr_tf.meta_test.father_shape``); with ``"exact"`` the
-        results say so and their tables label the rows.
+      son_grid: ``"exact"`` (the default) or ``"reference"`` (``mzsr_tf.meta_test.father_shape``); the results
+        record it, and tables label the rows made with the reference's.
 
     Returns:
       A dict with ``cells`` (per cell and column: mean PSNR, SSIM, seconds per image),
@@ -594,6 +594,12 @@ def _cell_text(value: Optional[Mapping]) -> str:
     return f"{value['psnr']:.2f}/" + ("–" if value["ssim"] is None else f"{value['ssim']:.4f}")
 
 
+def son_grid_of(results: Mapping) -> str:
+    """The son grid ``results`` were made with; results written before the option existed used the
+    reference's (they have no ``son_grid``)."""
+    return results.get("son_grid", "reference")
+
+
 def markdown_table(results: Mapping) -> str:
     """The paper's layout: rows kernel × dataset (ours, then the paper's where it has them),
     columns Bicubic, ZSSR, MZSR (n); cells ``PSNR/SSIM`` (Y channel)."""
@@ -605,7 +611,7 @@ def markdown_table(results: Mapping) -> str:
         kernel = f"{cell['paper_kernel']} (`{cell['kernel']}`)" if cell["kernel"] != last_kernel else ""
         last_kernel = cell["kernel"]
         ours = "ours" + (", self-ensemble" if results.get("self_ensemble") else "") \
-            + (", son grid exact" if results.get("son_grid", "reference") != "reference" else "")
+            + (", reference son grid" if son_grid_of(results) == "reference" else "")
         lines.append(f"| {kernel} | {cell['set']} | {ours} | "
                      + " | ".join(_cell_text(cell["columns"][c]) for c in columns) + " |")
         if cell["paper"]:
@@ -631,8 +637,11 @@ def markdown_report(results: Mapping, command: Optional[str] = None, testsets: O
     if results.get("self_ensemble"):
         lines.append("- MZSR columns: self-ensemble (the eight flips/rotations of each input, each adapted with its "
                      "kernel turned alike, averaged; 8x the time of plain MZSR)")
-    if results.get("son_grid", "reference") != "reference":
-        lines.append(f"- MZSR columns: son grid `{results['son_grid']}` (the son of each input cropped to a multiple "
+    if son_grid_of(results) == "reference":
+        lines.append("- MZSR columns: son grid `reference` (the son of the whole input, as the reference; its grid "
+                     "is stretched on sides that are not multiples of the scale)")
+    else:
+        lines.append(f"- MZSR columns: son grid `{son_grid_of(results)}` (the son of each input cropped to a multiple "
                      "of the scale; beyond the reference)")
     if command:
         lines.append(f"- command: `{command}`")

@@ -2,8 +2,10 @@
 
 For an LR image ``lr`` (float32 HWC in [0, 1]) with blur kernel ``k`` and scale ``s``:
 
-1. the "son" is ``degrade(lr, k, s)``: the LR image itself degraded once more (plus optional noise);
-   the son's cubic upscale to ``lr``'s shape is the training input, ``lr`` (the "HR father") its label;
+1. the "son" is ``degrade(father, k, s)``: the LR image itself degraded once more (plus optional noise),
+   where ``father`` is ``lr`` cropped at the bottom and right to a multiple of ``s`` (``father_shape``; the
+   reference degrades the whole ``lr``, ``config.son_grid='reference'``); the son's cubic upscale to the
+   father's shape is the training input, the father its label;
 2. starting from the meta-trained weights, ``num_steps`` plain-SGD steps on the L1 loss, step ``i`` with
    learning rate ``config.inner_lr(i)`` (the loop is ``mzsr_tf.adaptation.sgd_loop``, every step
    ``mzsr_tf.inner.inner_step``);
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
@@ -39,7 +42,7 @@ import tensorflow as tf
 
 from mzsr_tf import atomic, degradation, inner, metrics, self_ensemble
 from mzsr_tf.adaptation import sgd_loop
-from mzsr_tf.config import SON_GRIDS, AdaptationConfig
+from mzsr_tf.config import DEFAULT_SON_GRID, SON_GRIDS, AdaptationConfig
 from mzsr_tf.data.images import list_images, read_image
 from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
@@ -164,11 +167,8 @@ class MetaTester:
     def _execute(self, lr, kernel, step_counts, output_shape, seed):
         """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
         cfg = self.config
-        check_son_size(lr.shape, cfg.scale, "the input image")
-        father_hw = father_shape(lr.shape, cfg.scale, cfg.son_grid)
-        if father_hw != tuple(lr.shape[:2]):
-            check_son_size(father_hw, cfg.scale,
-                           "the input image cropped to a multiple of the scale (son_grid 'exact')")
+        check_son_size(lr.shape, cfg.scale, "given to MetaTester.adapt", cfg.son_grid, cfg.ds_method)
+        father_hw = father_shape(lr.shape, cfg.scale, cfg.son_grid, cfg.ds_method)
         counts = sorted(set(int(n) for n in step_counts))
         if not counts or counts[0] < 0:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
@@ -311,7 +311,8 @@ def check_kernel_fits(kernel: np.ndarray, kernel_path: str, lr_path: str, lr_sha
                     f"{lr_path} ({lr_shape[0]}x{lr_shape[1]})")
 
 
-def father_shape(lr_shape, scale: float, son_grid: str = "reference") -> Tuple[int, int]:
+def father_shape(lr_shape, scale: float, son_grid: str = DEFAULT_SON_GRID,
+                 ds_method: str = "direct") -> Tuple[int, int]:
     """``(H, W)`` of the part of an input its son is made from (the top-left corner).
 
     ``"reference"``: the whole input. The reference's direct subsampling keeps the pixels at
@@ -323,10 +324,13 @@ def father_shape(lr_shape, scale: float, son_grid: str = "reference") -> Tuple[i
     lowest terms) ``m`` is a multiple of p, so up to p - 1 rows or columns go (x3.7: up to 36); an input left
     too small for its son is refused by ``check_son_size``.  (``metrics.modcrop``, the GT's crop, agrees at
     integer scales but not at others: it keeps 72 for 73 at x2.5, where 72 / 2.5 is not whole.)
+    Bicubic subsampling (``ds_method='bicubic'``) maps output pixel ``x`` to input coordinate
+    ``x * scale + (scale - 1) / 2`` whatever the size, a grid that is exact on any side, so it keeps the whole
+    input under either choice.
     """
     if son_grid not in SON_GRIDS:
         raise ValueError(f"son_grid must be one of {SON_GRIDS}, got {son_grid!r}")
-    if son_grid == "reference":
+    if son_grid == "reference" or ds_method == "bicubic":
         return int(lr_shape[0]), int(lr_shape[1])
 
     def whole_multiple(side: int) -> int:
@@ -342,15 +346,22 @@ def son_shape(lr_shape, scale: float) -> Tuple[int, int]:
     return fix_scale_and_size(lr_shape[:2], scale=1.0 / scale)[1]
 
 
-def check_son_size(lr_shape, scale: float, lr_path: str, error: Type[ValueError] = MetaTestError) -> None:
-    """An input too small for its scale (its son under ``MIN_SON_SIDE`` pixels a side) is an ``error``
-    naming ``lr_path``, the son's size and the smallest input the scale accepts."""
-    son = son_shape(lr_shape, scale)
+def check_son_size(lr_shape, scale: float, lr_path: str, son_grid: str = DEFAULT_SON_GRID,
+                   ds_method: str = "direct", error: Type[ValueError] = MetaTestError) -> None:
+    """An input too small for its scale (the son of its ``father_shape`` under ``MIN_SON_SIDE`` pixels a
+    side) is an ``error`` naming ``lr_path``, the son's size and the smallest input the scale accepts."""
+    def son_of(shape):
+        return son_shape(father_shape(shape, scale, son_grid, ds_method), scale)
+
+    son = son_of(lr_shape)
     if min(son) < MIN_SON_SIDE:
-        smallest = int(np.floor((MIN_SON_SIDE - 1) * scale)) + 1
+        smallest = next(side for side in itertools.count(1) if son_of((side, side))[0] >= MIN_SON_SIDE)
+        father = father_shape(lr_shape, scale, son_grid, ds_method)
+        cropped = (f" (of the input cropped to {father[0]}x{father[1]}, a multiple of the scale)"
+                   if father != tuple(lr_shape[:2]) else "")
         raise error(f"input {lr_path} ({lr_shape[0]}x{lr_shape[1]}) is too small for x{scale:g}: its son would "
-                    f"be {son[0]}x{son[1]}; at x{scale:g} an input needs at least {smallest} pixels a side "
-                    f"(son at least {MIN_SON_SIDE}x{MIN_SON_SIDE})")
+                    f"be {son[0]}x{son[1]}{cropped}; at x{scale:g} an input needs at least {smallest} pixels a "
+                    f"side (son at least {MIN_SON_SIDE}x{MIN_SON_SIDE})")
 
 
 # --------------------------------------------------------------------------- a folder
@@ -368,10 +379,12 @@ class FolderInputs:
 
 
 def load_inputs(input_dir: str, kernel_source: KernelSource, scale: float, gt_dir: Optional[str] = None,
-                log: Callable[[str], None] = print) -> FolderInputs:
+                log: Callable[[str], None] = print, son_grid: str = DEFAULT_SON_GRID,
+                ds_method: str = "direct") -> FolderInputs:
     """Read and check everything a folder meta-test reads, before any work: the input images, their
     GT (count and sizes; names that do not correspond are named in a ``log`` warning line) and each
-    input's kernel (readable, a proper kernel, not larger than its input).
+    input's kernel (readable, a proper kernel, not larger than its input).  ``son_grid`` and ``ds_method``
+    (the meta-test's) decide which part of an input its son is made from, hence the smallest input accepted.
 
     Errors are one-line ``MetaTestError``s (``KernelError`` for kernels) naming the file.
     """
@@ -388,7 +401,7 @@ def load_inputs(input_dir: str, kernel_source: KernelSource, scale: float, gt_di
         gts = [None] * len(images)
     image_kernels = [kernel_source.kernel_for(path) for path in input_paths]
     for path, lr, (kernel, origin) in zip(input_paths, images, image_kernels):
-        check_son_size(lr.shape, scale, path)
+        check_son_size(lr.shape, scale, path, son_grid, ds_method)
         if kernel is not None:
             check_kernel_fits(kernel, origin, path, lr.shape)
     return FolderInputs(input_paths, images, gt_paths, gts, image_kernels)
@@ -416,7 +429,7 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
     """
     cfg = tester.config
     if inputs is None:
-        inputs = load_inputs(input_dir, kernel_source, cfg.scale, gt_dir, log)
+        inputs = load_inputs(input_dir, kernel_source, cfg.scale, gt_dir, log, cfg.son_grid, cfg.ds_method)
     input_paths, images, gt_paths, gts = inputs.input_paths, inputs.images, inputs.gt_paths, inputs.gts
     out_dir = atomic.check_output_folder(output_folder(save_dir, cfg.num_steps), "output folder")
     shave = int(cfg.scale)

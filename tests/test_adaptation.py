@@ -90,8 +90,8 @@ def test_bicubic_son_without_kernel(small_model):
 def test_default_output_shape_is_ceil_of_scale_times_input(small_model, blur):
     config = preset_for_model(3).adaptation_config(num_steps=1)
     result = MetaTester(small_model.trainable_variables, config).adapt(
-        _smooth_image(np.random.default_rng(5), 15, 13), blur)
-    assert result.sr.shape == (60, 52, 3)
+        _smooth_image(np.random.default_rng(5), 18, 17), blur)
+    assert result.sr.shape == (72, 68, 3)
 
 
 def test_adapt_at_steps_equals_separate_runs(small_model, blur):

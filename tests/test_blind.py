@@ -148,11 +148,25 @@ def test_assumption_sources():
     assert blind.assumption_title("estimated:edges") == "estimated kernels (edges)"
 
 
-def test_reusable_evaluations_need_the_same_checkpoint_steps_and_sets():
+def test_reusable_evaluations_need_the_same_checkpoint_steps_sets_son_grid_and_estimates():
     images = [{"set": "A", "image": "x"}, {"set": "B", "image": "y"}]
     cells = [{"set": "A"}, {"set": "B"}]
-    previous = {"checkpoint": "ck", "steps": [1, 10], "evaluations": {"true": {"images": images, "cells": cells}}}
+    previous = {"checkpoint": "ck", "steps": [1, 10], "evaluations": {
+        "true": {"images": images, "cells": cells, "son_grid": "exact"},
+        "g20": {"images": images, "cells": cells, "son_grid": "reference"},
+        "bicubic": {"images": images, "cells": cells}}}         # written before son grids: the reference's
     reused = blind.reusable_evaluations(previous, "ck", (1, 10), ["A"])
+    assert set(reused) == {"true"}
+    # an estimator's row only with the same estimates (its estimation.json records) for every set asked for
+    records = {"A": {"config": {"edge_threshold": 0.1}}, "B": {"config": {"edge_threshold": 0.2}}}
+    previous["evaluations"]["estimated:edges"] = {"images": images, "cells": cells, "son_grid": "exact"}
+    previous["estimation"] = {"edges": records}
+    assert "estimated:edges" in blind.reusable_evaluations(previous, "ck", (1, 10), ["A"], {"edges": records})
+    assert "estimated:edges" in blind.reusable_evaluations(previous, "ck", (1, 10), ["A"],
+                                                           {"edges": {"A": records["A"]}})
+    other = {"edges": {"A": {"config": {"edge_threshold": 0.9}}}}
+    assert "estimated:edges" not in blind.reusable_evaluations(previous, "ck", (1, 10), ["A"], other)
+    assert "estimated:edges" not in blind.reusable_evaluations(previous, "ck", (1, 10), ["A"])
     assert reused["true"]["images"] == [{"set": "A", "image": "x"}] and reused["true"]["cells"] == [{"set": "A"}]
     assert blind.reusable_evaluations(previous, "other", (1, 10), ["A"]) == {}
     assert blind.reusable_evaluations(previous, "ck", (1,), ["A"]) == {}

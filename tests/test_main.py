@@ -295,27 +295,36 @@ def test_gt_names_that_do_not_correspond_are_named_in_a_warning(workspace, capsy
 
 # --------------------------------------------------------------------------- x4 (--model 3's scale)
 
-def _run_x4(workspace, capsys, inputpath, savepath, kernelpath=""):
+def _run_x4(workspace, capsys, inputpath, savepath, kernelpath="", *flags):
     argv = ["--model", "3", "--num", "1", "--inputpath", str(inputpath), "--gtpath", "",
             "--kernelpath", str(kernelpath), "--savepath", str(savepath),
-            "--checkpoint", str(workspace / "ckpt" / "weights")]
+            "--checkpoint", str(workspace / "ckpt" / "weights"), *flags]
     code = _load_main().main(argv)
     return code, capsys.readouterr()
 
 
 def test_an_input_too_small_for_x4_is_refused_with_one_line(workspace, capsys, tmp_path):
-    """12x12 at x4: the son would be 3x3. The same image runs at x2 (son 6x6), and 13x13 runs at x4."""
+    """12x12 at x4: the son would be 3x3. The same image runs at x2 (son 6x6), and 16x17 runs at x4. 13x15 runs
+    with the reference's son grid (its son 4x4) but not with the default one (13x15 cropped to 12x12: son 3x3)."""
     folder = _folder_with(tmp_path, "small", np.full((12, 12, 3), 90, np.uint8))
     code, captured = _run_x4(workspace, capsys, folder, tmp_path / "out")
     assert code == 2
     assert captured.err == (f"error: input {folder / 'a.png'} (12x12) is too small for x4: its son would be 3x3; "
-                            "at x4 an input needs at least 13 pixels a side (son at least 4x4)\n")
+                            "at x4 an input needs at least 16 pixels a side (son at least 4x4)\n")
     assert not (tmp_path / "out" / "01").exists()
-    code, captured = _run_x4(workspace, capsys, _folder_with(tmp_path, "x4ok", np.full((13, 15, 3), 90, np.uint8)),
+    folder = _folder_with(tmp_path, "x4cropped", np.full((13, 15, 3), 90, np.uint8))
+    code, captured = _run_x4(workspace, capsys, folder, tmp_path / "out")
+    assert code == 2
+    assert captured.err == (f"error: input {folder / 'a.png'} (13x15) is too small for x4: its son would be 3x3 (of "
+                            "the input cropped to 12x12, a multiple of the scale); at x4 an input needs at least 16 "
+                            "pixels a side (son at least 4x4)\n")
+    code, captured = _run_x4(workspace, capsys, folder, tmp_path / "ref", "", "--son-grid", "reference")
+    assert code == 0, captured.err
+    code, captured = _run_x4(workspace, capsys, _folder_with(tmp_path, "x4ok", np.full((16, 17, 3), 90, np.uint8)),
                              tmp_path / "ok")
     assert code == 0, captured.err
     # without GT the output is ceil(4 x shape)
-    assert iio.imread(tmp_path / "ok" / "01" / "a.png").shape == (52, 60, 3)
+    assert iio.imread(tmp_path / "ok" / "01" / "a.png").shape == (64, 68, 3)
 
 
 def test_x4_son_of_a_small_input_with_a_21x21_kernel(workspace, capsys, tmp_path):
@@ -339,8 +348,8 @@ def test_x4_son_of_a_small_input_with_a_21x21_kernel(workspace, capsys, tmp_path
 @pytest.mark.parametrize("scale, gt_shape, lr_shape, no_gt_lr, no_gt_out", [
     # 2.5: GT 100x95 -> LR 40x38 (exact); a 41x39 input without GT -> ceil(102.5 x 97.5) = 103x98
     ("2.5", (100, 95), (40, 38), (41, 39), (103, 98)),
-    # 3: GT 36x42 -> LR 12x14; 13x11 without GT -> 39x33
-    ("3", (36, 42), (12, 14), (13, 11), (39, 33)),
+    # 3: GT 36x42 -> LR 12x14 (its son made of the top-left 12x12); 14x13 without GT -> 42x39
+    ("3", (36, 42), (12, 14), (14, 13), (42, 39)),
 ])
 def test_a_non_integer_or_odd_scale_runs_end_to_end(workspace, capsys, tmp_path, scale, gt_shape, lr_shape,
                                                     no_gt_lr, no_gt_out):

@@ -4,7 +4,8 @@ The reference (github JWSoh/MZSR, ``main.py`` + ``test.py``) was run under ``tf.
 with ``Pretrained/Pretrained`` as the checkpoint; ``tests/golden/reference_metatest.npz`` holds its per-image
 PSNRs (full precision) and, for ``--model 0 --num 1``, its SR images (see tests/golden/README.md). Its printed
 averages: ``--model 0 --num 1`` ``Initial: 29.1360, Final : 29.1421``; ``--model 0 --num 10`` ``Final :
-29.1625``; ``--model 2 --num 10`` ``Final : 29.1401``.
+29.1625``; ``--model 2 --num 10`` ``Final : 29.1401``.  The tests run the default meta-test (son grid 'exact'):
+every Set5 x2 input's sides are even, where it is the reference's, bit for bit (tests/test_son_grid.py).
 """
 import numpy as np
 import pytest

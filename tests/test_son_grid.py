@@ -1,5 +1,5 @@
-"""Tests of the meta-test's ``son_grid`` option: the son of the whole input (the reference) or of the input
-cropped to a multiple of the scale ("exact"; beyond the reference, mzsr_tf.meta_test.father_shape)."""
+"""Tests of the meta-test's ``son_grid`` option: the son of the input cropped to a multiple of the scale ("exact",
+the default; beyond the reference, mzsr_tf.meta_test.father_shape) or of the whole input ("reference")."""
 import dataclasses
 import math
 
@@ -38,6 +38,18 @@ def test_the_reference_grid_is_stretched_and_the_cropped_one_exact(side, scale):
     assert set(np.diff(grid(father_shape((side, side), scale, "exact")[0]))) == {scale}
 
 
+def test_bicubic_subsampling_keeps_the_whole_input():
+    """MATLAB's imresize maps output pixel x to input coordinate x * s + (s - 1) / 2 whatever the size, so its
+    grid is exact on odd sides too: a linear ramp of odd width comes out as that map (away from the borders,
+    where the kernel is cut), and father_shape keeps the whole input under either son grid."""
+    ramp = np.tile(np.arange(41, dtype=np.float64)[None, :, None], (9, 1, 1))
+    down = imresize(ramp, scale=0.5, kernel="cubic")
+    assert down.shape[1] == 21
+    np.testing.assert_allclose(down[4, 3:-3, 0], 2.0 * np.arange(3, 18) + 0.5, atol=1e-9)
+    assert father_shape((41, 9), 2.0, "exact", "bicubic") == (41, 9)
+    assert father_shape((41, 9), 2.0, "exact", "direct") == (40, 8)
+
+
 def test_exact_son_is_the_son_of_the_cropped_input_written_out(small_model, blur):
     """The whole meta-test with son_grid 'exact' against the algorithm written out in numpy: son of the
     top-left 40x36 of a 42x39 input at x4, SGD on (son upscaled -> that crop), output of the whole input."""
@@ -64,7 +76,7 @@ def test_exact_son_is_the_son_of_the_cropped_input_written_out(small_model, blur
 def test_both_grids_agree_bit_for_bit_on_multiples_of_the_scale(small_model, blur):
     lr = cosine_image(np.random.default_rng(8), 40, 36).astype(np.float32)
     config = preset_for_model(3).adaptation_config(num_steps=2)
-    ref = MetaTester(small_model.trainable_variables, config).adapt(lr, blur)
+    ref = MetaTester(small_model.trainable_variables, dataclasses.replace(config, son_grid="reference")).adapt(lr, blur)
     exact = MetaTester(small_model.trainable_variables, dataclasses.replace(config, son_grid="exact")).adapt(lr, blur)
     np.testing.assert_array_equal(ref.sr, exact.sr)
     np.testing.assert_array_equal(ref.son_losses, exact.son_losses)
@@ -74,8 +86,9 @@ def test_son_grid_is_checked_and_reaches_the_cli():
     with pytest.raises(ConfigError, match="son_grid"):
         dataclasses.replace(preset_for_model(0).adaptation_config(), son_grid="stretched")
     from mzsr_tf import cli
-    args = cli.main_parser().parse_args(["--son-grid", "exact", "--model", "1", "--scale", "4"])
+    args = cli.main_parser().parse_args(["--son-grid", "reference", "--model", "1", "--scale", "4"])
     config = cli.adaptation_config_from_flags(args, preset_for_model(1))
-    assert (config.son_grid, config.scale) == ("exact", 4.0)
+    assert (config.son_grid, config.scale) == ("reference", 4.0)
     assert cli.adaptation_config_from_flags(cli.main_parser().parse_args([]), preset_for_model(1)).son_grid == \
-        "reference"
+        "exact"
+    assert preset_for_model(0).adaptation_config().son_grid == "exact"   # the default, also without the CLI
