@@ -50,7 +50,7 @@ from mzsr_tf.config import DEFAULT_SON_GRID, AdaptationConfig, get_preset
 from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
-from mzsr_tf.meta_test import MetaTester, check_kernel_fits, paired_paths, read_pair
+from mzsr_tf.meta_test import MetaTester, check_kernel_fits, father_shape, paired_paths, read_pair
 from mzsr_tf.model import forward
 from mzsr_tf.testsets import BicubicScenario, DEGRADATION_ORDER, KERNEL_FILE, PaperKernel, get_kernel, paper_results
 
@@ -275,12 +275,14 @@ class ZSSRBaseline:
         cfg, budget = self.config, self.budget
         start = time.perf_counter()
         lr64 = lr.astype(np.float64)
-        son = degrade(lr64, kernel.astype(np.float64), cfg.scale, ds_method=cfg.ds_method)
-        son_ilr = imresize(son, scale=cfg.scale, output_shape=lr.shape, kernel=cfg.upscale_method)
+        father_h, father_w = father_shape(lr.shape, cfg.scale, cfg.son_grid, cfg.ds_method)  # as MZSR's son
+        son = degrade(lr64[:father_h, :father_w], kernel.astype(np.float64), cfg.scale, ds_method=cfg.ds_method)
+        son_ilr = imresize(son, scale=cfg.scale, output_shape=(father_h, father_w) + lr.shape[2:],
+                           kernel=cfg.upscale_method)
         lr_ilr = imresize(lr64, scale=cfg.scale, output_shape=tuple(output_shape) + lr.shape[2:],
                           kernel=cfg.upscale_method)
         son_ilr = tf.constant(son_ilr[None], tf.float32)
-        father = tf.constant(lr[None], tf.float32)
+        father = tf.constant(lr[None, :father_h, :father_w], tf.float32)
         params = [tf.convert_to_tensor(p) for p in self.params]
         losses = np.zeros(0, np.float32)
         while len(losses) < budget.max_steps and not zssr_should_stop(losses, budget):
@@ -358,8 +360,8 @@ def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], ma
     Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
     baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
     (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  ``son_grid``: the MZSR tester's
-    ``AdaptationConfig.son_grid`` (the ZSSR baseline keeps its preset's default).  A checkpoint that does not
-    load raises ``CheckpointError``.
+    ``AdaptationConfig.son_grid`` (the ZSSR baseline makes its son as the preset's default does).  A checkpoint
+    that does not load raises ``CheckpointError``.
     """
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.model import MZSRNet

@@ -131,11 +131,13 @@ def test_zssr_stops_early_when_the_son_loss_stalls(tiny):
     lr = iio.imread(tiny["testsets"] / "Input" / "g20" / "Set5" / "a.png").astype(np.float32) / 255
     result = runner.run(lr, kernel, (88, 84))
     assert result.steps == 4 and result.son_losses.shape == (4,)
-    # the same four steps written out eagerly from the same son
-    son = degrade(lr.astype(np.float64), kernel, 2.0)
-    son_ilr = imresize(son, scale=2.0, output_shape=lr.shape, kernel="cubic")
+    # the same four steps written out eagerly from the same son, made as MZSR's (son grid 'exact'): of the
+    # input's top-left 44x42, its width 43 being odd
+    assert lr.shape == (44, 43, 3)
+    son = degrade(lr[:, :42].astype(np.float64), kernel, 2.0)
+    son_ilr = imresize(son, scale=2.0, output_shape=(44, 42, 3), kernel="cubic")
     params, losses = adapt_steps(tiny["model"].trainable_variables, tf.constant(son_ilr[None], tf.float32),
-                                 tf.constant(lr[None]), config.inner_lr.rates(4))
+                                 tf.constant(lr[None, :, :42]), config.inner_lr.rates(4))
     np.testing.assert_allclose(result.son_losses, [float(x) for x in losses], rtol=1e-5)
     lr_ilr = imresize(lr.astype(np.float64), scale=2.0, output_shape=(88, 84, 3), kernel="cubic")
     from mzsr_tf.model import forward
