@@ -359,9 +359,9 @@ def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], ma
 
     Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
     baseline.  ``self_ensemble``: the MZSR tester averages the eight flips/rotations, each adapted
-    (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  ``son_grid``: the MZSR tester's
-    ``AdaptationConfig.son_grid`` (the ZSSR baseline makes its son as the preset's default does).  A checkpoint
-    that does not load raises ``CheckpointError``.
+    (``mzsr_tf.self_ensemble``; the ZSSR baseline stays plain).  ``son_grid``: ``AdaptationConfig.son_grid``
+    of the MZSR tester and of the ZSSR baseline alike.  A checkpoint that does not load raises
+    ``CheckpointError``.
     """
     from mzsr_tf.checkpoints import load_weights
     from mzsr_tf.model import MZSRNet
@@ -374,10 +374,9 @@ def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], ma
             model = MZSRNet()
             networks[path] = (model, load_weights(model, path))
         model, prefix = networks[path]
-        config = get_preset(preset_name).adaptation_config(scale=scale, num_steps=max_steps)
+        config = get_preset(preset_name).adaptation_config(scale=scale, num_steps=max_steps, son_grid=son_grid)
         runners[preset_name, scale] = PresetRunners(
-            tester=MetaTester(model.trainable_variables,
-                              dataclasses.replace(config, self_ensemble=self_ensemble, son_grid=son_grid)),
+            tester=MetaTester(model.trainable_variables, dataclasses.replace(config, self_ensemble=self_ensemble)),
             zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
             checkpoint=prefix)
     return runners

@@ -353,10 +353,10 @@ def check_son_size(lr_shape, scale: float, lr_path: str, son_grid: str = DEFAULT
     def son_of(shape):
         return son_shape(father_shape(shape, scale, son_grid, ds_method), scale)
 
-    son = son_of(lr_shape)
+    father = father_shape(lr_shape, scale, son_grid, ds_method)
+    son = son_shape(father, scale)
     if min(son) < MIN_SON_SIDE:
         smallest = next(side for side in itertools.count(1) if son_of((side, side))[0] >= MIN_SON_SIDE)
-        father = father_shape(lr_shape, scale, son_grid, ds_method)
         cropped = (f" (of the input cropped to {father[0]}x{father[1]}, a multiple of the scale)"
                    if father != tuple(lr_shape[:2]) else "")
         raise error(f"input {lr_path} ({lr_shape[0]}x{lr_shape[1]}) is too small for x{scale:g}: its son would "

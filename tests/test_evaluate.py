@@ -143,6 +143,13 @@ def test_zssr_stops_early_when_the_son_loss_stalls(tiny):
     from mzsr_tf.model import forward
     expected = np.clip(forward(params, tf.constant(lr_ilr[None], tf.float32))[0].numpy(), 0, 1)
     np.testing.assert_allclose(result.sr, expected, atol=1e-5)
+    # with son grid 'reference' (scripts/evaluate.py --son-grid reference) its son is of the whole 44x43 input
+    runner = evaluate.ZSSRBaseline(tiny["model"].trainable_variables,
+                                   get_preset("direct_x2").adaptation_config(son_grid="reference"), budget)
+    son_ilr = imresize(degrade(lr.astype(np.float64), kernel, 2.0), scale=2.0, output_shape=lr.shape, kernel="cubic")
+    _, losses = adapt_steps(tiny["model"].trainable_variables, tf.constant(son_ilr[None], tf.float32),
+                            tf.constant(lr[None]), config.inner_lr.rates(4))
+    np.testing.assert_allclose(runner.run(lr, kernel, (88, 84)).son_losses, [float(x) for x in losses], rtol=1e-5)
 
 
 @pytest.mark.parametrize("losses, stop", [
