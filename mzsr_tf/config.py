@@ -50,6 +50,10 @@ SON_GRIDS = ("exact", "reference")
 ``mzsr_tf.meta_test.father_shape``): the input cropped to a multiple of the scale, so that direct subsampling
 keeps every ``scale``-th pixel exactly (the default, ``DEFAULT_SON_GRID``), or the whole input, as the reference."""
 
+INITIAL_LOSS_TASKS = ("all", "blur_free")
+"""Of which meta-training tasks the query loss before adaptation is taken (``MetaTrainConfig.initial_loss_tasks``):
+every task, or only those whose kernel is the identity (``identity_kernel_share``)."""
+
 DEFAULT_SON_GRID = "exact"
 """The meta-test's son grid unless asked otherwise: the reference's stretched grid costs adaptation on inputs whose
 sides are not multiples of the scale (README, "Differences from the reference")."""
@@ -239,7 +243,10 @@ class MetaTrainConfig:
     ``fixed_loss_weights`` (one per inner step) replaces the schedule by constant weights, e.g.
     ``(0.6, 0.1, 0.1, 0.1, 0.1)`` to favour the result after one step (MZSR (1)).
     ``initial_loss_weight`` (default 0, the reference) adds the query loss before adaptation with
-    that weight (``+ w_0 · L_0 / inner_steps``), holding the initialisation itself near a usable model.
+    that weight (``+ w_0 · L_0 / inner_steps``), holding the initialisation itself near a usable model;
+    ``initial_loss_tasks`` says of which tasks: ``all`` (default) or ``blur_free`` (only the tasks whose
+    kernel is the identity, see below: the initialisation keeps serving clean inputs while the blurred
+    tasks leave it free to become a starting point for adaptation).
 
     Task kernels: anisotropic Gaussians with eigenvalues (variances) ``l1`` in ``[kernel_min_eigenvalue,
     scale * kernel_k1_per_scale)`` and ``l2`` in ``[kernel_min_eigenvalue, l1)``; the reference's lower
@@ -271,6 +278,8 @@ class MetaTrainConfig:
     fixed_loss_weights: Optional[Tuple[float, ...]] = _option(
         None, "constant query-loss weights, one per inner step", low=0)
     initial_loss_weight: float = _option(0.0, "weight of the query loss before adaptation", low=0)
+    initial_loss_tasks: str = _option("all", "tasks the loss before adaptation is taken of: all, or "
+                                      "blur_free (identity-kernel tasks only)", choices=INITIAL_LOSS_TASKS)
     kernel_size: int = _option(15, "side of the task kernels", low=1, high=99)
     kernel_k1_per_scale: float = _option(2.5, "largest task-kernel variance per unit of scale",
                                          low=0, low_open=True)
@@ -299,6 +308,11 @@ class MetaTrainConfig:
         if self.identity_kernel_share > 0 and self.kernel_size % 2 == 0:
             raise ConfigError(f"identity_kernel_share needs an odd kernel_size (a centre pixel), got "
                               f"{self.kernel_size}")
+        if self.initial_loss_tasks == "blur_free" and not (self.identity_kernel_share > 0
+                                                           and self.initial_loss_weight > 0):
+            raise ConfigError(f"initial_loss_tasks 'blur_free' needs identity_kernel_share > 0 and "
+                              f"initial_loss_weight > 0, got {self.identity_kernel_share!r} and "
+                              f"{self.initial_loss_weight!r}")
         if self.fixed_loss_weights is not None and len(self.fixed_loss_weights) != self.inner_steps:
             raise ConfigError(f"fixed_loss_weights needs one weight per inner step ({self.inner_steps}), "
                               f"got {len(self.fixed_loss_weights)}")

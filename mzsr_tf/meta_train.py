@@ -62,7 +62,7 @@ import tensorflow as tf
 from mzsr_tf import inner
 from mzsr_tf.checkpoints import load_weights
 from mzsr_tf.config import MetaTrainConfig, RunConfig
-from mzsr_tf.data.pipelines import TASK_KEYS
+from mzsr_tf.data.pipelines import BLUR_FREE_KEY, TASK_KEYS, task_keys
 from mzsr_tf.inner import ForwardFn, inner_loss_scale
 from mzsr_tf.model import MZSRNet, compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
@@ -126,7 +126,9 @@ def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.T
     ``Σ_t mean_k(w_k · L_t,k) / total_tasks``; ``tasks`` (``TASK_KEYS`` → ``[T_local, ...]``) may be
     a replica's share of them.  With ``initial_loss_weight`` w_0 > 0 it also holds
     ``w_0 · mean_t L_t,0 / K``, ``L_t,0`` being the query loss *before* adaptation (it keeps the
-    initialisation itself usable; 0, the reference's objective, computes nothing extra).
+    initialisation itself usable; 0, the reference's objective, computes nothing extra).  When
+    ``tasks`` holds ``BLUR_FREE_KEY`` (``[T_local]``, 1 or 0) that term is ``w_0 · Σ_t f_t L_t,0 /
+    (K · total_tasks)``: only the flagged (blur-free) tasks' losses before adaptation count.
 
     Returns ``(gradients, support_loss_sum, query_loss_sums)``: gradients in ``variables`` order
     (of ``scale_loss(objective part)`` when given: mixed-precision loss scaling), the sum over
@@ -147,6 +149,8 @@ def meta_gradients(variables: Sequence[tf.Variable], tasks: Tasks, weights: tf.T
             part = tf.reduce_mean(tf.cast(weights, loss_dtype) * query_losses) / total_tasks
             if initial_loss_weight:
                 before = inner.l1_loss(tasks["labelb"][t], forward_fn(variables, tasks["inputb"][t]))
+                if BLUR_FREE_KEY in tasks:
+                    before *= tf.cast(tasks[BLUR_FREE_KEY][t], before.dtype)
                 part += initial_loss_weight * tf.cast(before, loss_dtype) / inner_steps / total_tasks
             if scale_loss is not None:
                 part = scale_loss(part)
@@ -287,7 +291,7 @@ class MetaTrainer:
 
     def distribute(self, tasks: Tasks) -> Tasks:
         """Split a global meta-batch of tensors across replicas (no-op without distribution)."""
-        return split_across_replicas(self.strategy, {k: tasks[k] for k in TASK_KEYS})
+        return split_across_replicas(self.strategy, {k: tasks[k] for k in task_keys(self.config)})
 
     def train_step(self, tasks: Tasks) -> Dict[str, np.ndarray]:
         """One meta-iteration on ``tasks`` (global tensors or distributed values); returns metrics.
@@ -329,7 +333,7 @@ class MetaTrainer:
 
 def task_dataset(config: MetaTrainConfig, source: Any = None,
                  seed: Optional[int] = None) -> tf.data.Dataset:
-    """Endless meta-batches (dicts of ``TASK_KEYS``) for ``config`` from ``source``.
+    """Endless meta-batches (dicts of ``task_keys(config)``) for ``config`` from ``source``.
 
     ``source``: record files (default ``config.tfrecord_path``) or a ``tf.data.Dataset`` of HR
     patches ``[P, P, C]`` (``P = config.patch_size``).  Records of larger patches (e.g. the standard

@@ -152,25 +152,31 @@ def _save(figure, path: str) -> str:
     return atomic.write_bytes(path, image.getvalue())
 
 
+def phase_starts(rows: Sequence[Mapping]) -> list:
+    """The meta-iterations where the later phases of ``curves.chain`` rows start: each phase's first row's
+    ``step - phase_step`` (the checkpoint it started from, not its first scored one)."""
+    return [row["step"] - row.get("phase_step", 0) for before, row in zip(rows, rows[1:])
+            if row.get("phase", 0) != before.get("phase", 0)]
+
+
 def plot_learning_curve(rows: Sequence[Mapping], path: str, title: Optional[str] = None,
                         reference: Optional[Mapping[str, Mapping[str, float]]] = None) -> str:
     """PSNR vs meta-iteration, one panel per folder, one line per step count (``curves.learning_curve``
     rows); ``reference`` draws horizontal lines, e.g. ``{"Set5": {"paper MZSR (1)": 35.20}}``.
-    Rows of ``curves.chain`` get a dotted vertical line where each later phase starts; a folder or step
-    count missing from some rows (phases scored differently) is drawn where present."""
+    Rows of ``curves.chain`` get a dotted vertical line where each later phase starts (``phase_starts``); a
+    folder or step count missing from some rows (phases scored differently) is drawn where present."""
     folders = list(dict.fromkeys(folder for row in rows for folder in row["scores"]))
     figure = Figure(figsize=(5.2 * len(folders), 3.8))
     axes = figure.subplots(1, len(folders), squeeze=False)[0]
     iterations = [row["step"] for row in rows]
-    phase_starts = [row["step"] for before, row in zip(rows, rows[1:])
-                    if row.get("phase", 0) != before.get("phase", 0)]
+    starts = phase_starts(rows)
     for panel, folder in zip(axes, folders):
         keys = dict.fromkeys(key for row in rows for key in row["scores"].get(folder, {}))
         for key in sorted(keys, key=_step_count_order):
             present = [row for row in rows if key in row["scores"].get(folder, {})]
             panel.plot([row["step"] for row in present], [row["scores"][folder][key] for row in present],
                        "o-", markersize=3, label=_title(key))
-        for start in phase_starts:
+        for start in starts:
             panel.axvline(start, linestyle=":", linewidth=1, color="black")
         for label, value in (reference or {}).get(folder, {}).items():
             panel.axhline(value, linestyle="--", linewidth=1, color="grey")

@@ -90,6 +90,7 @@ def test_chain_cuts_each_phase_where_the_next_started_and_shifts_its_steps():
     assert [(row["step"], row["phase"], row["phase_step"]) for row in joined] == [
         (50, 0, 50), (100, 0, 100), (110, 1, 10), (120, 1, 20), (125, 2, 5), (130, 2, 10)]
     assert [row["scores"]["tiny"]["mzsr_1"] for row in joined] == [50, 100, 1010, 1020, 2005, 2010]
+    assert plots.phase_starts(joined) == [100, 120]  # where phases 1 and 2 started, not their first rows
     with pytest.raises(ValueError, match="phase 0 needs the step"):
         curves.chain([(first, None), (second, None)])
 

@@ -248,10 +248,28 @@ def test_identity_kernel_share_is_the_share_of_identity_tasks():
     assert 72 <= identity <= 128, identity
 
 
+def test_blur_free_flags_mark_the_identity_kernel_tasks():
+    """With initial_loss_tasks='blur_free' each meta-batch flags its tasks whose kernel is the identity
+    (read off the returned kernels: a one at the centre), and holds no flags otherwise."""
+    flagged = dataclasses.replace(CONFIG, meta_batch_size=8, identity_kernel_share=0.5, initial_loss_weight=0.1,
+                                  initial_loss_tasks="blur_free")
+    seen = set()
+    for batch in meta_task_dataset(_source().repeat(), flagged, seed=5, return_kernels=True).take(3):
+        identity = [float(kernel.numpy().max() == 1.0) for kernel in batch["kernels"]]
+        np.testing.assert_array_equal(batch["blur_free"].numpy(), identity)
+        seen.update(identity)
+    assert seen == {0.0, 1.0}  # both kinds of task occurred
+    plain = _first(meta_task_dataset(_source(), dataclasses.replace(flagged, initial_loss_tasks="all"), seed=5))
+    assert "blur_free" not in plain
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"identity_kernel_share": 1.5}, "identity_kernel_share"),
     ({"identity_kernel_share": -0.1}, "identity_kernel_share"),
     ({"identity_kernel_share": 0.2, "kernel_size": 14}, "identity_kernel_share needs an odd kernel_size"),
+    ({"initial_loss_tasks": "blur_free", "initial_loss_weight": 0.1}, "needs identity_kernel_share > 0"),
+    ({"initial_loss_tasks": "blur_free", "identity_kernel_share": 0.5}, "initial_loss_weight > 0"),
+    ({"initial_loss_tasks": "blurred"}, "initial_loss_tasks must be one of all, blur_free"),
 ])
 def test_identity_kernel_share_is_checked(changes, message):
     with pytest.raises(ValueError, match=message):

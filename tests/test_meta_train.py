@@ -206,25 +206,34 @@ def test_per_step_inner_rates_follow_the_schedule():
                                  inner_steps=3, first_order=True)
 
 
-def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
-    """objective + w_0 * mean_t L1(labelb, f(theta; inputb)) / K, differentiated by hand (float64)."""
+def _initial_loss_gradients(tasks, flags):
+    """(mzsr_tf's meta-gradient, the hand one) of objective + 0.4 * sum_t f_t L1(labelb, f(theta; inputb))
+    / (K T) on two float64 tasks, K = 3 steps; ``flags`` None: every task (f_t = 1), as without flags."""
     weights = _tiny_weights(np.float64)
-    tasks = _random_tasks(dtype=np.float64, seed=8)
     variables = [tf.Variable(w) for w in weights]
+    given = tasks if flags is None else dict(tasks, blur_free=tf.constant(flags, tf.float64))
     grads, _, _ = tf.function(meta_train.meta_gradients)(
-        variables, tasks, tf.constant(WEIGHTS_3), total_tasks=2, inner_lr=0.1, inner_steps=3,
+        variables, given, tf.constant(WEIGHTS_3), total_tasks=2, inner_lr=0.1, inner_steps=3,
         first_order=False, initial_loss_weight=0.4)
     params = [tf.constant(w) for w in weights]
     with tf.GradientTape() as tape:
         tape.watch(params)
-        before = tf.add_n([tf.reduce_mean(tf.abs(tasks["labelb"][t] - _hand_forward(params, tasks["inputb"][t])))
-                           for t in range(2)]) / 2
-        objective = _hand_objective(params, tasks, WEIGHTS_3, 0.1, 3) + 0.4 * before / 3
+        before = [tf.reduce_mean(tf.abs(tasks["labelb"][t] - _hand_forward(params, tasks["inputb"][t])))
+                  for t in range(2)]
+        counted = tf.add_n([b * (1.0 if flags is None else flags[t]) for t, b in enumerate(before)])
+        objective = _hand_objective(params, tasks, WEIGHTS_3, 0.1, 3) + 0.4 * counted / 3 / 2
     expected = tape.gradient(objective, params)
-    without = _hand_gradient(weights, tasks, WEIGHTS_3, 0.1, 3)
-    for got, want, plain in zip(grads, expected, without):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-13)
-    gap = np.sqrt(sum(np.sum((a.numpy() - b) ** 2) for a, b in zip(expected, without)))
+    return [g.numpy() for g in grads], [e.numpy() for e in expected]
+
+
+def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
+    """objective + w_0 * mean_t L1(labelb, f(theta; inputb)) / K, differentiated by hand (float64)."""
+    tasks = _random_tasks(dtype=np.float64, seed=8)
+    grads, expected = _initial_loss_gradients(tasks, None)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+    without = _hand_gradient(_tiny_weights(np.float64), tasks, WEIGHTS_3, 0.1, 3)
+    gap = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(expected, without)))
     assert gap > 1e-2 * np.sqrt(sum(np.sum(b ** 2) for b in without))  # the term matters here
     config = _tiny_config(initial_loss_weight=0.4)
     trainer = MetaTrainer(_run(config))
@@ -233,6 +242,28 @@ def test_initial_loss_weight_adds_the_query_loss_before_adaptation():
     with_term, _ = trainer.compute_gradients(tasks32)
     plain, _ = plain_trainer.compute_gradients(tasks32)
     assert not np.allclose(with_term[0], plain[0])  # the trainer passes the config's weight on
+
+
+def test_initial_loss_of_blur_free_tasks_only():
+    """With per-task flags f_t the added term is w_0 * sum_t f_t L1(labelb, f(theta; inputb)) / (K T):
+    task 0 flagged, task 1 not, differentiated by hand (float64); the trainer reads the flags from
+    the meta-batch when ``initial_loss_tasks='blur_free'``."""
+    tasks = _random_tasks(dtype=np.float64, seed=9)
+    grads, expected = _initial_loss_gradients(tasks, [1.0, 0.0])
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+    every_task, _ = _initial_loss_gradients(tasks, None)
+    assert not np.allclose(every_task[0], grads[0])  # the flags matter here
+    config = _tiny_config(initial_loss_weight=0.4, identity_kernel_share=0.5, kernel_size=5,
+                          initial_loss_tasks="blur_free")
+    tasks32 = _random_tasks(seed=9)
+    got = {}
+    for name, flags in (("first", [1.0, 0.0]), ("none", [0.0, 0.0])):
+        trainer = MetaTrainer(_run(config))
+        got[name], _ = trainer.compute_gradients(dict(tasks32, blur_free=tf.constant(flags)))
+    plain, _ = MetaTrainer(_run(_tiny_config(kernel_size=5))).compute_gradients(tasks32)
+    np.testing.assert_allclose(got["none"][0], plain[0], rtol=1e-6, atol=1e-9)  # no flag: no term
+    assert not np.allclose(got["first"][0], plain[0])
 
 
 def test_trainer_step_gradient_and_adam_update():

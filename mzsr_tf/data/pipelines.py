@@ -20,7 +20,7 @@ Randomness is stateless: task ``t`` of a run with ``seed`` draws everything from
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -32,6 +32,15 @@ from mzsr_tf.kernels import identity_kernel, tf_random_kernel
 
 TASK_KEYS = ("inputa", "labela", "inputb", "labelb")
 """A meta-batch: support inputs/labels and query inputs/labels, each ``[tasks, images, H, W, C]``."""
+
+BLUR_FREE_KEY = "blur_free"
+"""A meta-batch's per-task flags ``[tasks]`` (float32, 1 where the task's kernel is the identity), present
+when ``config.initial_loss_tasks == 'blur_free'`` (the loss before adaptation is taken of those tasks)."""
+
+
+def task_keys(config: MetaTrainConfig) -> Tuple[str, ...]:
+    """The keys of ``config``'s meta-batches that training reads: ``TASK_KEYS`` (and ``BLUR_FREE_KEY``)."""
+    return TASK_KEYS + ((BLUR_FREE_KEY,) if config.initial_loss_tasks == "blur_free" else ())
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], tf.data.Dataset]
 
@@ -101,18 +110,20 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
     a one at the centre, in that share of the tasks.
 
     Returns a dict: ``kernel`` float32 ``[k, k]``, ``lr`` float32 ``[N, ceil(H/scale), ceil(W/scale), C]``
-    (``tf_degrade``: blur, subsample, noise, clip) and ``ilr`` float32 ``[N, H, W, C]`` (cubic up-scaling
-    of ``lr`` by ``scale`` to ``H x W``).
+    (``tf_degrade``: blur, subsample, noise, clip), ``ilr`` float32 ``[N, H, W, C]`` (cubic up-scaling
+    of ``lr`` by ``scale`` to ``H x W``) and ``blur_free`` (float32 scalar, 1 if the kernel is the identity).
     """
     kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale,
                               ksize=config.kernel_size, min_eigenvalue=config.kernel_min_eigenvalue)
+    blur_free = tf.constant(False)
     if config.identity_kernel_share > 0:
         draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 1))
-        kernel = tf.where(draw < config.identity_kernel_share, identity_kernel(config.kernel_size), kernel)
+        blur_free = draw < config.identity_kernel_share
+        kernel = tf.where(blur_free, identity_kernel(config.kernel_size), kernel)
     lr = tf_degrade(hr, kernel, scale, ds_method=config.ds_method, noise_std=config.noise_std,
                     seed=noise_seed)
     ilr = tf_imresize(lr, scale, output_shape=tf.shape(hr)[1:3], kernel="cubic")
-    return {"kernel": kernel, "lr": lr, "ilr": ilr}
+    return {"kernel": kernel, "lr": lr, "ilr": ilr, "blur_free": tf.cast(blur_free, tf.float32)}
 
 
 def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
@@ -124,7 +135,8 @@ def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
     ``[meta_batch, task_batch, P, P, C]`` (``config.meta_batch_size``, ``config.task_batch_size``,
     ``config.patch_size``, ``config.channels``); inputs are ILR images, labels HR patches.
     With ``return_kernels`` the dict also holds ``kernels`` ``[meta_batch, k, k]`` and ``scales``
-    ``[meta_batch]``, the kernel and scale of each task.
+    ``[meta_batch]``, the kernel and scale of each task; with ``config.initial_loss_tasks == 'blur_free'``
+    it holds ``BLUR_FREE_KEY`` ``[meta_batch]`` (1.0 for a task whose kernel is the identity, else 0.0).
 
     ``source`` is record files (see ``read_patches``) or a dataset of HR patches ``[P, P, C]``
     (uint8, or float in [0, 1]).  Deterministic for a given ``seed``.
@@ -150,16 +162,18 @@ def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
         def branch(scale):
             def run():
                 out = synthesize_task(hr, scale, kernel_seed, noise_seed, config)
-                return out["ilr"], out["kernel"]
+                return out["ilr"], out["kernel"], out["blur_free"]
             return run
 
         if len(scales) == 1:
-            ilr, kernel = branch(scales[0])()
+            ilr, kernel, blur_free = branch(scales[0])()
         else:
-            ilr, kernel = tf.switch_case(choice, [branch(s) for s in scales])
+            ilr, kernel, blur_free = tf.switch_case(choice, [branch(s) for s in scales])
         ilr = tf.ensure_shape(ilr, [2 * task_batch, size, size, channels])
         task = {"inputa": ilr[:task_batch], "labela": hr[:task_batch],
                 "inputb": ilr[task_batch:], "labelb": hr[task_batch:]}
+        if config.initial_loss_tasks == "blur_free":
+            task[BLUR_FREE_KEY] = blur_free
         if return_kernels:
             task["kernels"] = tf.ensure_shape(kernel, [config.kernel_size, config.kernel_size])
             task["scales"] = tf.gather(tf.constant(scales, tf.float32), choice)
