@@ -42,6 +42,7 @@ def task_keys(config: MetaTrainConfig) -> Tuple[str, ...]:
     """The keys of ``config``'s meta-batches that training reads: ``TASK_KEYS`` (and ``BLUR_FREE_KEY``)."""
     return TASK_KEYS + ((BLUR_FREE_KEY,) if config.initial_loss_tasks == "blur_free" else ())
 
+
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], tf.data.Dataset]
 
 
