@@ -251,6 +251,8 @@ class MetaTrainConfig:
     Task kernels: anisotropic Gaussians with eigenvalues (variances) ``l1`` in ``[kernel_min_eigenvalue,
     scale * kernel_k1_per_scale)`` and ``l2`` in ``[kernel_min_eigenvalue, l1)``; the reference's lower
     bound is 1, so kernels as sharp as g^d_0.2 (variance 0.2) are never seen in training unless it is lowered.
+    ``isotropic_kernel_share`` (default 0, the reference) of the Gaussians are isotropic instead, of variance
+    ``l1`` (a mix of isotropic and anisotropic kernels; the paper's g^d_2.0 and g^d_0.2 are isotropic).
     ``identity_kernel_share`` (default 0, the reference) of the tasks instead use the identity kernel (no blur):
     with ``ds_method='bicubic'`` their LR is MATLAB's ``imresize(HR, 1 / scale)``, the paper's clean "bicubic"
     scenario (a Gaussian, however narrow, still blurs a little).
@@ -284,6 +286,8 @@ class MetaTrainConfig:
     kernel_k1_per_scale: float = _option(2.5, "largest task-kernel variance per unit of scale",
                                          low=0, low_open=True)
     kernel_min_eigenvalue: float = _option(1.0, "smallest task-kernel variance (range checked below)")
+    isotropic_kernel_share: float = _option(0.0, "share of task Gaussians that are isotropic (l2 = l1)",
+                                            low=0, high=1)
     identity_kernel_share: float = _option(0.0, "share of tasks whose kernel is the identity (no blur)",
                                            low=0, high=1)
     noise_std: float = _option(0.0, "std of noise added to the task LR", low=0, high=1)

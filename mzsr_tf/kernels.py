@@ -139,7 +139,7 @@ def identity_kernel(ksize: int) -> np.ndarray:
     return kernel
 
 
-def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
+def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, isotropic=False):
     """Random task kernel from a TF stateless seed, float32 ``[ksize, ksize]``, for ``tf.data`` maps.
 
     Args:
@@ -147,14 +147,18 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0):
       k1: upper bound of the larger eigenvalue (number or float scalar tensor), ``>= min_eigenvalue``.
       ksize: kernel size (Python int).
       min_eigenvalue: lower bound of both eigenvalues (Python number > 0; the reference's is 1).
+      isotropic: bool (or bool scalar tensor): if true, ``l2 = l1`` (an isotropic Gaussian of variance
+        ``l1``, drawn as the anisotropic kernel's ``l1``; not in the reference).
 
-    Same distribution as :func:`generate_kernel` (not the same numbers: another generator).
+    Same distribution as :func:`generate_kernel` when not ``isotropic`` (not the same numbers: another
+    generator); the same seed gives the same ``theta`` and ``l1`` either way.
     """
     ksize = _check_ksize(ksize)
     _check_min_eigenvalue(min_eigenvalue, "tf_random_kernel")  # k1 may be a tensor: not checked here
     uniforms = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64)
     k1 = tf.cast(tf.convert_to_tensor(k1, dtype_hint=tf.float64), tf.float64)
     theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2], float(min_eigenvalue))
+    l2 = tf.where(tf.cast(isotropic, tf.bool), l1, l2)
     return tf_anisotropic_gaussian(ksize, theta, l1, l2, dtype=tf.float32)
 
 

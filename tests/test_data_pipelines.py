@@ -263,9 +263,40 @@ def test_blur_free_flags_mark_the_identity_kernel_tasks():
     assert "blur_free" not in plain
 
 
+def _isotropic_gaussian(ksize, variance):
+    """exp(-(x^2 + y^2) / (2 variance)) about the kernel's centre, normalised (numpy, float64)."""
+    coords = np.arange(ksize) - (ksize / 2 - 0.5)
+    kernel = np.exp(-(coords[None, :] ** 2 + coords[:, None] ** 2) / (2 * variance))
+    return kernel / kernel.sum()
+
+
+def test_isotropic_kernel_share_is_the_share_of_isotropic_gaussians():
+    """About half the Gaussians of share 0.5 (200 tasks: 0.5 +- 4 standard deviations) are isotropic: each
+    equals the hand-written isotropic Gaussian whose variance is read off its centre row, lies in the
+    variance range, and is symmetric under transposition (which no anisotropic task kernel here is); every
+    other task keeps the very Gaussian it has without the option."""
+    hr = tf.constant(PATCHES[:2].astype(np.float32) / 255)
+    half = dataclasses.replace(CONFIG, isotropic_kernel_share=0.5, kernel_min_eigenvalue=0.2)
+    plain_config = dataclasses.replace(half, isotropic_kernel_share=0.0)
+    isotropic = 0
+    for seed in range(200):
+        kernel = synthesize_task(hr, 2.0, tf.constant([seed, 9]), tf.constant([0, 0]), half)["kernel"].numpy()
+        plain = synthesize_task(hr, 2.0, tf.constant([seed, 9]), tf.constant([0, 0]), plain_config)["kernel"]
+        if np.abs(kernel - kernel.T).max() < 1e-7:
+            isotropic += 1
+            variance = -0.5 / np.log(kernel[7, 8] / kernel[7, 7])
+            assert 0.2 - 1e-4 <= variance < 5.0 + 1e-4, variance
+            np.testing.assert_allclose(kernel, _isotropic_gaussian(15, variance), atol=1e-6, rtol=0)
+        else:
+            np.testing.assert_array_equal(kernel, plain.numpy())
+    assert 72 <= isotropic <= 128, isotropic
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"identity_kernel_share": 1.5}, "identity_kernel_share"),
     ({"identity_kernel_share": -0.1}, "identity_kernel_share"),
+    ({"isotropic_kernel_share": 1.5}, "isotropic_kernel_share"),
+    ({"isotropic_kernel_share": -0.1}, "isotropic_kernel_share"),
     ({"identity_kernel_share": 0.2, "kernel_size": 14}, "identity_kernel_share needs an odd kernel_size"),
     ({"initial_loss_tasks": "blur_free", "initial_loss_weight": 0.1}, "needs identity_kernel_share > 0"),
     ({"initial_loss_tasks": "blur_free", "identity_kernel_share": 0.5}, "initial_loss_weight > 0"),

@@ -9,8 +9,9 @@ task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
    ``tf_random_kernel(k1 = scale * kernel_k1_per_scale, ksize = kernel_size, min_eigenvalue =
    kernel_min_eigenvalue)`` (reference: ``scale * 2.5``, 15, 1), the LR ``tf_degrade(hr, kernel, scale,
    ds_method, noise_std)`` (blur, subsample to ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic
-   up-scaling back to ``H x W`` (the ILR); with ``identity_kernel_share`` (not in the reference) that share
-   of the tasks uses the identity kernel instead of the Gaussian (no blur);
+   up-scaling back to ``H x W`` (the ILR); with ``isotropic_kernel_share`` (not in the reference) that share
+   of the Gaussians is isotropic (``l2 = l1``); with ``identity_kernel_share`` (not in the reference) that
+   share of the tasks uses the identity kernel instead of the Gaussian (no blur);
 3. the first ``task_batch`` pairs are the support set (``inputa``/``labela``), the rest the query set
    (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
 
@@ -106,16 +107,22 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
       hr: float32 ``[N, H, W, C]`` HR patches in [0, 1] (``N = 2 * task_batch``).
       kernel_seed, noise_seed: stateless seeds, int ``[2]``.
 
-    With ``config.identity_kernel_share`` > 0 a uniform draw from ``kernel_seed`` (folded in, so the
-    Gaussian's own draws are those of a run without it) replaces the Gaussian by the identity kernel,
-    a one at the centre, in that share of the tasks.
+    With ``config.isotropic_kernel_share`` > 0 a uniform draw from ``kernel_seed`` (folded in with 2)
+    makes that share of the Gaussians isotropic (``l2 = l1``, the same ``l1``). With
+    ``config.identity_kernel_share`` > 0 another (folded in with 1) replaces the Gaussian by the identity
+    kernel, a one at the centre, in that share of the tasks. Folded-in draws leave the Gaussian's own
+    draws those of a run without either option.
 
     Returns a dict: ``kernel`` float32 ``[k, k]``, ``lr`` float32 ``[N, ceil(H/scale), ceil(W/scale), C]``
     (``tf_degrade``: blur, subsample, noise, clip), ``ilr`` float32 ``[N, H, W, C]`` (cubic up-scaling
     of ``lr`` by ``scale`` to ``H x W``) and ``blur_free`` (float32 scalar, 1 if the kernel is the identity).
     """
-    kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale,
-                              ksize=config.kernel_size, min_eigenvalue=config.kernel_min_eigenvalue)
+    isotropic = tf.constant(False)
+    if config.isotropic_kernel_share > 0:
+        draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 2))
+        isotropic = draw < config.isotropic_kernel_share
+    kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale, ksize=config.kernel_size,
+                              min_eigenvalue=config.kernel_min_eigenvalue, isotropic=isotropic)
     blur_free = tf.constant(False)
     if config.identity_kernel_share > 0:
         draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 1))
