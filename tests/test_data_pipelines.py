@@ -302,6 +302,6 @@ def test_isotropic_kernel_share_is_the_share_of_isotropic_gaussians():
     ({"initial_loss_tasks": "blur_free", "identity_kernel_share": 0.5}, "initial_loss_weight > 0"),
     ({"initial_loss_tasks": "blurred"}, "initial_loss_tasks must be one of all, blur_free"),
 ])
-def test_identity_kernel_share_is_checked(changes, message):
+def test_kernel_shares_and_the_anchor_tasks_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
         MetaTrainConfig(**changes)

@@ -99,6 +99,12 @@ def task_seeds(seed: int, task_index: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_split(base, num=3)
 
 
+def _in_share(kernel_seed: tf.Tensor, salt: int, share: float) -> tf.Tensor:
+    """Bool scalar, true for ``share`` of the tasks: a uniform drawn from ``kernel_seed`` folded in with ``salt``
+    (so the Gaussian's own draws from ``kernel_seed`` stay those of a run without the option)."""
+    return tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, salt)) < share
+
+
 def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_seed: tf.Tensor,
                     config: MetaTrainConfig) -> dict:
     """One task's degraded inputs at a fixed ``scale`` (a Python number).
@@ -119,14 +125,12 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
     """
     isotropic = tf.constant(False)
     if config.isotropic_kernel_share > 0:
-        draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 2))
-        isotropic = draw < config.isotropic_kernel_share
+        isotropic = _in_share(kernel_seed, 2, config.isotropic_kernel_share)
     kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale, ksize=config.kernel_size,
                               min_eigenvalue=config.kernel_min_eigenvalue, isotropic=isotropic)
     blur_free = tf.constant(False)
     if config.identity_kernel_share > 0:
-        draw = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(kernel_seed, 1))
-        blur_free = draw < config.identity_kernel_share
+        blur_free = _in_share(kernel_seed, 1, config.identity_kernel_share)
         kernel = tf.where(blur_free, identity_kernel(config.kernel_size), kernel)
     lr = tf_degrade(hr, kernel, scale, ds_method=config.ds_method, noise_std=config.noise_std,
                     seed=noise_seed)
