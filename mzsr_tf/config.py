@@ -54,6 +54,10 @@ INITIAL_LOSS_TASKS = ("all", "blur_free")
 """Of which meta-training tasks the query loss before adaptation is taken (``MetaTrainConfig.initial_loss_tasks``):
 every task, or only those whose kernel is the identity (``identity_kernel_share``)."""
 
+EIGENVALUE_SAMPLINGS = ("uniform", "log_uniform")
+"""How the task-kernel variances are drawn over their ranges (``MetaTrainConfig.kernel_eigenvalue_sampling``):
+uniformly, as the reference, or log-uniformly (``mzsr_tf.kernels.random_kernel_parameters``)."""
+
 DEFAULT_SON_GRID = "exact"
 """The meta-test's son grid unless asked otherwise: the reference's stretched grid costs adaptation on inputs whose
 sides are not multiples of the scale (README, "Differences from the reference")."""
@@ -253,6 +257,8 @@ class MetaTrainConfig:
     bound is 1, so kernels as sharp as g^d_0.2 (variance 0.2) are never seen in training unless it is lowered.
     ``isotropic_kernel_share`` (default 0, the reference) of the Gaussians are isotropic instead, of variance
     ``l1`` (a mix of isotropic and anisotropic kernels; the paper's g^d_2.0 and g^d_0.2 are isotropic).
+    ``kernel_eigenvalue_sampling`` ``log_uniform`` (default ``uniform``, the reference) draws both eigenvalues
+    log-uniformly over the same ranges (``mzsr_tf.kernels.random_kernel_parameters``).
     ``identity_kernel_share`` (default 0, the reference) of the tasks instead use the identity kernel (no blur):
     with ``ds_method='bicubic'`` their LR is MATLAB's ``imresize(HR, 1 / scale)``, the paper's clean "bicubic"
     scenario (a Gaussian, however narrow, still blurs a little).
@@ -288,6 +294,8 @@ class MetaTrainConfig:
     kernel_min_eigenvalue: float = _option(1.0, "smallest task-kernel variance (range checked below)")
     isotropic_kernel_share: float = _option(0.0, "share of task Gaussians that are isotropic (l2 = l1)",
                                             low=0, high=1)
+    kernel_eigenvalue_sampling: str = _option("uniform", "how the task-kernel variances are drawn over their "
+                                              "ranges: uniform or log_uniform", choices=EIGENVALUE_SAMPLINGS)
     identity_kernel_share: float = _option(0.0, "share of tasks whose kernel is the identity (no blur)",
                                            low=0, high=1)
     noise_std: float = _option(0.0, "std of noise added to the task LR", low=0, high=1)

@@ -91,15 +91,23 @@ def isotropic_gaussian(ksize: int, var: float) -> np.ndarray:
     return anisotropic_gaussian(ksize, 0.0, var, var)
 
 
-def random_kernel_parameters(k1: float, u_theta, u1, u2, min_eigenvalue: float = 1.0):
+def random_kernel_parameters(k1: float, u_theta, u1, u2, min_eigenvalue: float = 1.0,
+                             log_uniform: bool = False):
     """``(theta, l1, l2)`` of a random task kernel from three uniforms in [0, 1) (numbers or tensors).
 
     ``theta = pi u_theta``, ``l1`` uniform in ``[m, k1)``, ``l2`` uniform in ``[m, l1)`` with ``m =
-    min_eigenvalue``; the reference's ``m`` is 1 (no task kernel sharper than variance 1).
+    min_eigenvalue``; the reference's ``m`` is 1 (no task kernel sharper than variance 1).  With
+    ``log_uniform`` (not in the reference) the eigenvalues are log-uniform over the same ranges instead:
+    ``l1 = m (k1 / m) ** u1``, ``l2 = m (l1 / m) ** u2`` (as many kernels between variances 0.2 and 1 as
+    between 1 and 5).
     """
     theta = math.pi * u_theta
-    l1 = min_eigenvalue + (k1 - min_eigenvalue) * u1
-    l2 = min_eigenvalue + (l1 - min_eigenvalue) * u2
+    if log_uniform:
+        l1 = min_eigenvalue * (k1 / min_eigenvalue) ** u1
+        l2 = min_eigenvalue * (l1 / min_eigenvalue) ** u2
+    else:
+        l1 = min_eigenvalue + (k1 - min_eigenvalue) * u1
+        l2 = min_eigenvalue + (l1 - min_eigenvalue) * u2
     return theta, l1, l2
 
 
@@ -139,7 +147,8 @@ def identity_kernel(ksize: int) -> np.ndarray:
     return kernel
 
 
-def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, isotropic=False):
+def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, isotropic=False,
+                     log_uniform: bool = False):
     """Random task kernel from a TF stateless seed, float32 ``[ksize, ksize]``, for ``tf.data`` maps.
 
     Args:
@@ -149,6 +158,8 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, iso
       min_eigenvalue: lower bound of both eigenvalues (Python number > 0; the reference's is 1).
       isotropic: bool (or bool scalar tensor): if true, ``l2 = l1`` (an isotropic Gaussian of variance
         ``l1``, drawn as the anisotropic kernel's ``l1``; not in the reference).
+      log_uniform: Python bool: log-uniform eigenvalues (see :func:`random_kernel_parameters`; not in the
+        reference).
 
     Same distribution as :func:`generate_kernel` when not ``isotropic`` (not the same numbers: another
     generator); the same seed gives the same ``theta`` and ``l1`` either way.
@@ -157,7 +168,8 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, iso
     _check_min_eigenvalue(min_eigenvalue, "tf_random_kernel")  # k1 may be a tensor: not checked here
     uniforms = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64)
     k1 = tf.cast(tf.convert_to_tensor(k1, dtype_hint=tf.float64), tf.float64)
-    theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2], float(min_eigenvalue))
+    theta, l1, l2 = random_kernel_parameters(k1, uniforms[0], uniforms[1], uniforms[2], float(min_eigenvalue),
+                                             log_uniform=bool(log_uniform))
     l2 = tf.where(tf.cast(isotropic, tf.bool), l1, l2)
     return tf_anisotropic_gaussian(ksize, theta, l1, l2, dtype=tf.float32)
 

@@ -292,7 +292,25 @@ def test_isotropic_kernel_share_is_the_share_of_isotropic_gaussians():
     assert 72 <= isotropic <= 128, isotropic
 
 
+def test_log_uniform_sampling_puts_half_the_variances_below_the_geometric_mean():
+    """Log-uniform over [0.2, 5): l1 falls below sqrt(0.2 * 5) = 1 with probability 1/2 (uniform: (1 - 0.2) /
+    4.8 = 1/6). Over 200 tasks the share of kernels whose larger variance (the largest eigenvalue of the
+    kernel's second moments, i.e. l1 up to truncation at the kernel's border) is below 1 lies within
+    0.5 +- 4 standard deviations (uniform sampling gives 39 of these 200 tasks)."""
+    hr = tf.constant(PATCHES[:2].astype(np.float32) / 255)
+    log_config = dataclasses.replace(CONFIG, kernel_min_eigenvalue=0.2, kernel_eigenvalue_sampling="log_uniform")
+    grid = np.arange(15) - 7.0
+    below = 0
+    for seed in range(200):
+        kernel = synthesize_task(hr, 2.0, tf.constant([seed, 9]), tf.constant([0, 0]), log_config)["kernel"].numpy()
+        yy, xx = np.meshgrid(grid, grid, indexing="ij")
+        moments = [[(kernel * a * b).sum() for b in (xx, yy)] for a in (xx, yy)]
+        below += np.linalg.eigvalsh(np.array(moments))[-1] < 1.0
+    assert 72 <= below <= 128, below
+
+
 @pytest.mark.parametrize("changes, message", [
+    ({"kernel_eigenvalue_sampling": "gamma"}, "kernel_eigenvalue_sampling must be one of uniform, log_uniform"),
     ({"identity_kernel_share": 1.5}, "identity_kernel_share"),
     ({"identity_kernel_share": -0.1}, "identity_kernel_share"),
     ({"isotropic_kernel_share": 1.5}, "isotropic_kernel_share"),

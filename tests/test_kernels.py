@@ -70,6 +70,25 @@ def test_min_eigenvalue_bounds_both_eigenvalues_by_hand():
     assert kernels.random_kernel_parameters(5.0, 0.25, 0.5, 0.5)[1:] == pytest.approx((3.0, 2.0), abs=1e-12)
 
 
+def test_log_uniform_eigenvalues_by_hand():
+    """l1 = m (k1 / m) ** u1, l2 = m (l1 / m) ** u2: with k1 = 5, m = 0.2 (k1 / m = 25) and u = (0.25, 0.5,
+    0.5), l1 = 0.2 * 5 = 1 and l2 = 0.2 * sqrt(5); u1 = 1 reaches k1, u2 = 0 gives m; theta as for uniform."""
+    theta, l1, l2 = kernels.random_kernel_parameters(5.0, 0.25, 0.5, 0.5, min_eigenvalue=0.2, log_uniform=True)
+    assert (theta, l1, l2) == pytest.approx((math.pi / 4, 1.0, 0.2 * math.sqrt(5)), abs=1e-12)
+    assert kernels.random_kernel_parameters(5.0, 0.0, 1.0, 0.0, min_eigenvalue=0.2,
+                                            log_uniform=True)[1:] == pytest.approx((5.0, 0.2))
+
+
+def test_tf_random_kernel_log_uniform_matches_numpy_formula():
+    """The TF path draws the same uniforms and maps them by the log-uniform formula, written out here."""
+    seed = tf.constant([9, 1], tf.int32)
+    u = tf.random.stateless_uniform([3], seed=seed, dtype=tf.float64).numpy()
+    l1 = 0.2 * 25.0 ** u[1]
+    expected = kernels.anisotropic_gaussian(15, math.pi * u[0], l1, 0.2 * (l1 / 0.2) ** u[2])
+    np.testing.assert_allclose(kernels.tf_random_kernel(seed, 5.0, 15, min_eigenvalue=0.2, log_uniform=True).numpy(),
+                               expected, atol=1e-7)
+
+
 def test_generate_kernel_with_min_eigenvalue_uses_rng_in_order():
     rng = np.random.default_rng(5)
     u_theta, u1, u2 = np.random.default_rng(5).random(3)

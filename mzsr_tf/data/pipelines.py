@@ -10,8 +10,9 @@ task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
    kernel_min_eigenvalue)`` (reference: ``scale * 2.5``, 15, 1), the LR ``tf_degrade(hr, kernel, scale,
    ds_method, noise_std)`` (blur, subsample to ``ceil(H / scale)``, noise, clip to [0, 1]) and its cubic
    up-scaling back to ``H x W`` (the ILR); with ``isotropic_kernel_share`` (not in the reference) that share
-   of the Gaussians is isotropic (``l2 = l1``); with ``identity_kernel_share`` (not in the reference) that
-   share of the tasks uses the identity kernel instead of the Gaussian (no blur);
+   of the Gaussians is isotropic (``l2 = l1``); with ``kernel_eigenvalue_sampling`` ``log_uniform`` (not in
+   the reference) the variances are log-uniform over their ranges; with ``identity_kernel_share`` (not in
+   the reference) that share of the tasks uses the identity kernel instead of the Gaussian (no blur);
 3. the first ``task_batch`` pairs are the support set (``inputa``/``labela``), the rest the query set
    (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
 
@@ -127,7 +128,8 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
     if config.isotropic_kernel_share > 0:
         isotropic = _in_share(kernel_seed, 2, config.isotropic_kernel_share)
     kernel = tf_random_kernel(kernel_seed, k1=scale * config.kernel_k1_per_scale, ksize=config.kernel_size,
-                              min_eigenvalue=config.kernel_min_eigenvalue, isotropic=isotropic)
+                              min_eigenvalue=config.kernel_min_eigenvalue, isotropic=isotropic,
+                              log_uniform=config.kernel_eigenvalue_sampling == "log_uniform")
     blur_free = tf.constant(False)
     if config.identity_kernel_share > 0:
         blur_free = _in_share(kernel_seed, 1, config.identity_kernel_share)
