@@ -98,8 +98,8 @@ def random_kernel_parameters(k1: float, u_theta, u1, u2, min_eigenvalue: float =
     ``theta = pi u_theta``, ``l1`` uniform in ``[m, k1)``, ``l2`` uniform in ``[m, l1)`` with ``m =
     min_eigenvalue``; the reference's ``m`` is 1 (no task kernel sharper than variance 1).  With
     ``log_uniform`` (not in the reference) the eigenvalues are log-uniform over the same ranges instead:
-    ``l1 = m (k1 / m) ** u1``, ``l2 = m (l1 / m) ** u2`` (as many kernels between variances 0.2 and 1 as
-    between 1 and 5).
+    ``l1 = m (k1 / m) ** u1``, ``l2 = m (l1 / m) ** u2`` (with ``m = 0.2`` and ``k1 = 5``, as many ``l1``
+    between variances 0.2 and 1 as between 1 and 5).
     """
     theta = math.pi * u_theta
     if log_uniform:
@@ -161,8 +161,9 @@ def tf_random_kernel(seed, k1, ksize: int = 15, min_eigenvalue: float = 1.0, iso
       log_uniform: Python bool: log-uniform eigenvalues (see :func:`random_kernel_parameters`; not in the
         reference).
 
-    Same distribution as :func:`generate_kernel` when not ``isotropic`` (not the same numbers: another
-    generator); the same seed gives the same ``theta`` and ``l1`` either way.
+    Same distribution as :func:`generate_kernel` when neither ``isotropic`` nor ``log_uniform`` (not the
+    same numbers: another generator); the same seed gives the same ``theta`` and ``l1`` whether ``isotropic``
+    or not, and the same three uniforms whether ``log_uniform`` or not.
     """
     ksize = _check_ksize(ksize)
     _check_min_eigenvalue(min_eigenvalue, "tf_random_kernel")  # k1 may be a tensor: not checked here
