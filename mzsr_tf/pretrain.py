@@ -116,21 +116,18 @@ def run_pretraining(run: RunConfig, directory: str, *, source: Any = None,
 
 def _pretrain_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
                      chief: bool, requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
-    from mzsr_tf.data.pipelines import pretrain_dataset
-
     config = run.train
     trainer = Pretrainer(run, strategy)
     source = config.tfrecord_path if source is None else source
-    batches = iter(pretrain_dataset(source, config, config.seed))
-    state = open_run_state(directory, run, trainer.step, strategy, chief, batches, source,
+    state = open_run_state(directory, run, trainer.step, strategy, chief,
                            model=trainer.model, optimizer=trainer.optimizer)
     try:
-        return _pretrain_loop(run, trainer, batches, state, requested_step, guard)
+        return _pretrain_loop(run, trainer, source, state, requested_step, guard)
     finally:
         state.close()
 
 
-def _pretrain_loop(run: RunConfig, trainer: Pretrainer, batches, state: RunState,
+def _pretrain_loop(run: RunConfig, trainer: Pretrainer, source: Any, state: RunState,
                    requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
     config = run.train
     resumed = state.resume(requested_step)
@@ -149,5 +146,8 @@ def _pretrain_loop(run: RunConfig, trainer: Pretrainer, batches, state: RunState
                                            "time/data_wait_share": metrics["data_wait_share"]})
         write_images(state.writer, step, trainer.images(batch))
 
+    from mzsr_tf.data.pipelines import pretrain_dataset
+
+    batches = iter(pretrain_dataset(source, config, config.seed, start_step=state.current_step))
     settings = LoopSettings(config.max_steps, config.print_every, config.save_every)
     return run_loop(trainer.train_step, batches, state, settings, report, guard)

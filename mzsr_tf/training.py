@@ -369,7 +369,8 @@ class RunState:
       run: the resolved ``RunConfig``, written to ``directory/config.json``.
       step: the int64 step variable the training step advances.
       max_to_keep: the number of checkpoints kept.
-      trackables: what a checkpoint holds, e.g. ``model=``, ``optimizer=``, ``data=`` (an iterator).
+      trackables: what a checkpoint holds, e.g. ``model=``, ``optimizer=`` (never a data iterator:
+        the data position follows from the seed and the step).
       chief: whether this worker is the chief.  In a multi-worker run every worker saves (TensorFlow
         requires all of them to take part), but only the chief into the run folder: the others
         write their checkpoints, config and logs into a temporary folder of their own
@@ -467,26 +468,16 @@ def train_in_folder(run: RunConfig, directory: str, strategy: tf.distribute.Stra
 
 
 def open_run_state(directory: str, run: RunConfig, step: tf.Variable, strategy: tf.distribute.Strategy,
-                   chief: bool, batches: Iterator, source: Any, **trackables) -> "RunState":
-    """The ``RunState`` of a training stage: ``trackables`` (model, optimizer) and, when the data
-    source can save its position (``data_is_checkpointable``), the ``batches`` iterator, so a resumed
-    run continues the same data stream."""
-    if data_is_checkpointable(source):
-        trackables["data"] = batches
-    else:
-        log.info("HDF5 records: their reader cannot save its position, so a resumed run draws its "
-                 "data afresh")
+                   chief: bool, **trackables) -> "RunState":
+    """The ``RunState`` of a training stage, saving ``trackables`` (model, optimizer) and the step.
+
+    No data pipeline state is saved: the pipelines are deterministic functions of (seed, step)
+    (their ``start_step``), so a resumed run rebuilds its data stream at the restored step and
+    continues exactly where the interrupted run was (and a training state stays small: weights,
+    optimizer slots, step).
+    """
     return RunState(directory, run, step, run.train.max_to_keep, chief=chief, workers=worker_count(strategy),
                     **trackables)
-
-
-def data_is_checkpointable(source: Any) -> bool:
-    """Whether a pipeline over ``source`` can save its position in a checkpoint: TFRecord files and
-    in-memory ``tf.data`` sources can, HDF5 files (read by a Python generator) cannot."""
-    if isinstance(source, tf.data.Dataset):
-        return True
-    from mzsr_tf.data.records import format_of, resolve_record_files
-    return format_of(resolve_record_files(source)[0]) != "hdf5"
 
 
 # --------------------------------------------------------------------------- the loop

@@ -320,3 +320,35 @@ def test_log_uniform_sampling_puts_half_the_variances_below_the_geometric_mean()
 def test_kernel_shares_and_the_anchor_tasks_are_checked(changes, message):
     with pytest.raises(ValueError, match=message):
         MetaTrainConfig(**changes)
+
+
+# --------------------------------------------------------------------------- resuming: (seed, step) -> position
+
+@pytest.mark.parametrize("name, fmt", [("p.tfrecord", "tfrecord"), ("p.h5", "hdf5")])
+def test_meta_tasks_from_a_start_step_are_the_uninterrupted_streams(tmp_path, name, fmt):
+    # A shuffle buffer smaller than the 40 patches and 6 meta-batches of 12 patches: the stream crosses
+    # two reshuffled epochs, and the buffer's content at step 4 is not saved anywhere.
+    write_records(tmp_path / name, [{"label": PATCHES}], len(PATCHES), fmt)
+    config = dataclasses.replace(CONFIG, shuffle_buffer=16)
+    straight = iter(meta_task_dataset(tmp_path / name, config, seed=5))
+    batches = [{k: v.numpy() for k, v in next(straight).items()} for _ in range(6)]
+    assert not np.array_equal(batches[0]["labela"], batches[1]["labela"])
+    resumed = iter(meta_task_dataset(tmp_path / name, config, seed=5, start_step=4))
+    for expected in batches[4:]:
+        got = next(resumed)
+        for key in expected:
+            np.testing.assert_array_equal(got[key].numpy(), expected[key], err_msg=key)
+
+
+def test_pretrain_batches_from_a_start_step_are_the_uninterrupted_streams(tmp_path):
+    hr = _smooth_patches(10, 12, seed=1)
+    lr = _smooth_patches(10, 6, seed=2)
+    write_records(tmp_path / "pairs.tfrecord", [{"label": hr, "image": lr}], 10)
+    config = PretrainConfig(patch_size=12, scale=2, batch_size=3, shuffle_buffer=4)
+    straight = iter(pretrain_dataset(tmp_path / "pairs.tfrecord", config, seed=3))
+    labels = [next(straight)[1].numpy() for _ in range(7)]  # 21 pairs: three epochs of 10
+    resumed = iter(pretrain_dataset(tmp_path / "pairs.tfrecord", config, seed=3, start_step=5))
+    for expected in labels[5:]:
+        np.testing.assert_array_equal(next(resumed)[1].numpy(), expected)
+    # and the position does depend on the step: step 5's batch is not step 0's
+    assert not np.array_equal(labels[5], labels[0])

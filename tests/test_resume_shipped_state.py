@@ -17,8 +17,8 @@ RECIPE = os.path.join(REPO_ROOT, "checkpoints", "direct_x2", "recipes", "phase5.
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(TRAIN_IMAGES), reason="needs ../shared/datasets/train (the training images)")
 def test_direct_x2_train_state_resumes(tmp_path, capsys, monkeypatch):
-    # The saved data position names its record file as the run saw it: dataset/records/..., relative to
-    # the folder it ran in; the records are rebuilt at that path under tmp_path.
+    # The state holds weights, Adam's slots and the step (no data position: the task stream follows
+    # from the seed and the step); the records are rebuilt under tmp_path.
     monkeypatch.chdir(tmp_path)
     records = os.path.join("dataset", "records", "train_SR_MZSR")
     folders = [os.path.join(TRAIN_IMAGES, name) for name in ("BSD200", "SunHays80", "T91")]

@@ -17,7 +17,10 @@ task is synthesised inside a parallel ``tf.data`` map instead of a Python loop:
    (``inputb``/``labelb``); ``meta_batch`` tasks are stacked into ``[meta_batch, task_batch, H, W, C]``.
 
 Randomness is stateless: task ``t`` of a run with ``seed`` draws everything from seeds derived from
-``(seed, t)``, so the stream is the same for a given seed whatever the parallelism.
+``(seed, t)``, so the stream is the same for a given seed whatever the parallelism.  Both pipelines take a
+``start_step``: the stream of a run resumed at step ``S`` is the uninterrupted run's from its step ``S + 1``
+on (the shuffled records before it are read and dropped before any decoding or synthesis), so no pipeline
+state needs saving in a checkpoint.
 """
 from __future__ import annotations
 
@@ -64,8 +67,9 @@ def _shuffled_forever(dataset: tf.data.Dataset, buffer_size: int, seed: int) -> 
 # --------------------------------------------------------------------------- pretraining
 
 def pretrain_dataset(source: Source, config: PretrainConfig, seed: int,
-                     fmt: Optional[str] = None, validate: bool = True) -> tf.data.Dataset:
-    """Endless batches ``(ilr, hr)``, each float32 ``[batch, P, P, C]`` in [0, 1].
+                     fmt: Optional[str] = None, validate: bool = True, start_step: int = 0) -> tf.data.Dataset:
+    """Endless batches ``(ilr, hr)``, each float32 ``[batch, P, P, C]`` in [0, 1], from training step
+    ``start_step + 1`` on (``start_step`` batches of the run's stream are skipped).
 
     ``source`` is pretraining records (``label`` HR ``P x P``, ``image`` LR ``P/s x P/s``; TFRecord or
     HDF5, see ``read_patch_pairs``) or a dataset of ``(hr, lr)`` pairs (uint8 or float in [0, 1]).
@@ -82,7 +86,7 @@ def pretrain_dataset(source: Source, config: PretrainConfig, seed: int,
         pairs = read_patch_pairs(source, (size, size, channels), (lr_size, lr_size, channels),
                                  fmt=fmt, validate=validate)
     pairs = _shuffled_forever(pairs, config.shuffle_buffer, seed)
-    pairs = pairs.batch(config.batch_size, drop_remainder=True)
+    pairs = pairs.skip(start_step * config.batch_size).batch(config.batch_size, drop_remainder=True)
 
     def upscale(hr, lr):
         hr, lr = to_float_image(hr), to_float_image(lr)  # per batch: cheaper than per patch
@@ -142,8 +146,9 @@ def synthesize_task(hr: tf.Tensor, scale: float, kernel_seed: tf.Tensor, noise_s
 
 def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
                       return_kernels: bool = False, fmt: Optional[str] = None,
-                      validate: bool = True) -> tf.data.Dataset:
-    """Endless meta-batches of tasks as dicts of float32 tensors in [0, 1].
+                      validate: bool = True, start_step: int = 0) -> tf.data.Dataset:
+    """Endless meta-batches of tasks as dicts of float32 tensors in [0, 1], from meta-iteration
+    ``start_step + 1`` on (the tasks of the first ``start_step`` meta-batches are skipped unsynthesised).
 
     ``inputa``, ``labela`` (support) and ``inputb``, ``labelb`` (query) are each
     ``[meta_batch, task_batch, P, P, C]`` (``config.meta_batch_size``, ``config.task_batch_size``,
@@ -167,6 +172,7 @@ def meta_task_dataset(source: Source, config: MetaTrainConfig, seed: int,
     # Shuffle the compact (usually uint8) patches; convert per task, not per patch.
     patches = _shuffled_forever(patches, config.shuffle_buffer, seed)
     tasks = patches.batch(2 * task_batch, drop_remainder=True).enumerate()
+    tasks = tasks.skip(start_step * config.meta_batch_size)
 
     def make_task(task_index, hr):
         hr = tf.ensure_shape(to_float_image(hr), [2 * task_batch, size, size, channels])
