@@ -34,7 +34,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from mzsr_tf.config import ModelConfig
+from mzsr_tf.config import TRANSFER_AUTO, TRANSFER_CANDIDATES, ModelConfig
 from mzsr_tf.model import MZSRNet, SCOPE, forward, param_shapes
 
 log = logging.getLogger(__name__)
@@ -438,6 +438,28 @@ def export_saved_model(model: MZSRNet, directory: str) -> str:
     tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
     log.info("exported SavedModel to %s (signature serving_default: ilr -> sr)", directory)
     return directory
+
+
+# --------------------------------------------------------------------------- transfer weights
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The repository's folder: relative checkpoint names (``checkpoints/...``) are looked up under it."""
+
+
+def resolve_transfer(path: Optional[str], repo_root: str = REPO_ROOT) -> Optional[str]:
+    """The weights a new meta-training run starts from: ``path`` itself, ``None`` (random weights) for
+    ``None``, or for ``'auto'`` the first of ``config.TRANSFER_CANDIDATES`` under ``repo_root`` that exists
+    (the authors' ``Pretrained``, then the project's ``pretrained_x2``); ``CheckpointError`` if neither does."""
+    if path != TRANSFER_AUTO:
+        return path
+    for candidate in TRANSFER_CANDIDATES:
+        prefix = os.path.join(repo_root, candidate)
+        if os.path.exists(prefix + ".index"):
+            return prefix
+    raise CheckpointError(
+        f"no pre-trained weights to start from: looked for {' and '.join(TRANSFER_CANDIDATES)} (the authors' "
+        f"Pretrained, or the project's own from scripts/pretrain.py); pass --transfer PREFIX, or --transfer "
+        f"none for random weights")
 
 
 # --------------------------------------------------------------------------- TF2 training checkpoints

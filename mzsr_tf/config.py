@@ -43,6 +43,19 @@ DS_METHODS = ("direct", "bicubic")
 """How a blurred image is subsampled: every ``scale``-th pixel, or MATLAB's bicubic ``imresize``."""
 
 PRECISIONS = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+MIN_TILE = 16
+"""The smallest tile side of a tiled meta-test (``mzsr_tf.tiling``): twice the paper's network's halo (its
+8-pixel receptive radius), below which the halos cost more than the tiles."""
+
+DEFAULT_MAX_MEMORY = 2 * 1024 ** 3
+"""``--max-memory``'s default, 2 GiB: the peak memory ``--tile auto`` aims under (a laptop's share)."""
+
+TRANSFER_AUTO = "auto"
+"""``MetaTrainConfig.transfer_checkpoint``'s default: the first of ``TRANSFER_CANDIDATES`` that exists."""
+TRANSFER_CANDIDATES = ("checkpoints/Pretrained/Pretrained", "checkpoints/pretrained_x2/pretrained_x2")
+"""Where ``auto`` looks for the bicubic-pretrained weights, relative to the repository: the authors'
+``Pretrained`` (published with the reference; a user drops it there), then the project's own."""
 """Precision (Keras policy name) -> dtype of the convolutions; weights, losses and updates stay float32."""
 
 SON_GRIDS = ("exact", "reference")
@@ -303,8 +316,9 @@ class MetaTrainConfig:
     print_every: int = _option(100, "log and summarise every N iterations", low=1)
     save_every: int = _option(2500, "checkpoint every N iterations", low=1)
     max_to_keep: int = _option(20, "checkpoints kept", low=1)
-    transfer_checkpoint: Optional[str] = _option("../shared/mzsr_reference/Pretrained/Pretrained",
-                                                 "weights a new run starts from (null: random)")
+    transfer_checkpoint: Optional[str] = _option(TRANSFER_AUTO, "weights a new run starts from ('auto': "
+                                                 "the authors' Pretrained in checkpoints/Pretrained/ if there, "
+                                                 "else the project's checkpoints/pretrained_x2; null: random)")
     tfrecord_path: str = _option("dataset/records/train_SR_MZSR.tfrecord", "training records")
     checkpoint_dir: str = _option("runs/meta", "runs go to CHECKPOINT_DIR/Model<trial>")
     seed: int = _option(0, "seed of the weights (no transfer), the task stream and the crops")

@@ -42,7 +42,7 @@ MIN_IMAGE_SIDE = 32
 
 DEFAULT_CALIBRATION = (
     "gain and offset fitted by calibrate(..., underestimate_share=0.9) on "
-    "calibration_pairs('../shared/datasets/train/BSD200', 80) (training images, rk-recipe kernels drawn under the "
+    "calibration_pairs('BSD200', 80) (training images, rk-recipe kernels drawn under the "
     "set name 'calibration'): the least-squares gain, and the offset that makes the estimated variance at most the "
     "true one on 90% of the pairs. Chosen on a validation set that is not a test set (BSD200 images 81-120 under "
     "rk kernels, MZSR with checkpoints/direct_x2) among underestimate shares none (least squares), 0.75, 0.9 and "

@@ -31,8 +31,8 @@ Differences from the reference (see also ``MetaTrainConfig``):
   (to a relative 6.4e-6: Keras forms ``1 - beta_2`` in float64, TF1 in float32).
 - First order is genuinely cheaper (about half a second-order iteration); the reference's
   ``tf.cond(stop_grad, ...)`` switch still runs its whole second-order graph.
-- Checkpoints hold the model, Adam's state, the step and the data iterator's position, so a resumed
-  run sees the same tasks as an uninterrupted one.
+- Checkpoints hold the model, Adam's state and the step; the task stream is a function of (seed, step),
+  so a resumed run sees the same tasks as an uninterrupted one.
 
 Scale-out and precision:
 
@@ -60,12 +60,12 @@ import numpy as np
 import tensorflow as tf
 
 from mzsr_tf import inner
-from mzsr_tf.checkpoints import load_weights
+from mzsr_tf.checkpoints import load_weights, resolve_transfer
 from mzsr_tf.config import MetaTrainConfig, RunConfig
 from mzsr_tf.data.pipelines import BLUR_FREE_KEY, TASK_KEYS, task_keys
 from mzsr_tf.inner import ForwardFn, inner_loss_scale
 from mzsr_tf.model import MZSRNet, compute_dtype, forward
-from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
+from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree, latest_checkpoint,
                               make_adam, make_strategy, open_run_state, per_replica_batch,
                               run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
@@ -186,7 +186,7 @@ class MetaTrainer:
 
         run = RunConfig(train=get_preset("direct_x2").meta_train_config(patch_size=32))
         trainer = MetaTrainer(run)
-        trainer.load_transfer("../shared/mzsr_reference/Pretrained/Pretrained")
+        trainer.load_transfer("checkpoints/pretrained_x2/pretrained_x2")
         tasks = next(iter(task_dataset(run.train)))      # {'inputa', 'labela', 'inputb', 'labelb'}
         metrics = trainer.train_step(tasks)              # metrics["query_losses"]: [inner_steps]
     """
@@ -332,8 +332,9 @@ class MetaTrainer:
 # --------------------------------------------------------------------------- data
 
 def task_dataset(config: MetaTrainConfig, source: Any = None,
-                 seed: Optional[int] = None) -> tf.data.Dataset:
-    """Endless meta-batches (dicts of ``task_keys(config)``) for ``config`` from ``source``.
+                 seed: Optional[int] = None, start_step: int = 0) -> tf.data.Dataset:
+    """Endless meta-batches (dicts of ``task_keys(config)``) for ``config`` from ``source``, from
+    meta-iteration ``start_step + 1`` on.
 
     ``source``: record files (default ``config.tfrecord_path``) or a ``tf.data.Dataset`` of HR
     patches ``[P, P, C]`` (``P = config.patch_size``).  Records of larger patches (e.g. the standard
@@ -347,7 +348,7 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
     if source is None:
         source = config.tfrecord_path
     if isinstance(source, tf.data.Dataset):
-        return meta_task_dataset(source, config, seed)
+        return meta_task_dataset(source, config, seed, start_step=start_step)
     try:
         shape = tuple(shapes_from_metadata(source, [LABEL_KEY])[LABEL_KEY])
     except ValueError:
@@ -367,7 +368,7 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
             return tf.image.stateless_random_crop(patch, [size, size, config.channels], crop_seed)
 
         patches = patches.repeat().enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    return meta_task_dataset(patches, config, seed)
+    return meta_task_dataset(patches, config, seed, start_step=start_step)
 
 
 # --------------------------------------------------------------------------- the run
@@ -381,7 +382,8 @@ def run_meta_training(run: RunConfig, directory: str, *, source: Any = None,
     Resumes from the folder's latest checkpoint if there is one (``requested_step``, the
     reference's ``--step``, must then match it, and ``run`` must be the folder's configuration up to
     ``config.RUN_LENGTH_FIELDS``: checked before anything is written); otherwise starts from
-    ``run.train.transfer_checkpoint`` (the bicubic-pretrained weights; ``None`` means random weights).
+    ``run.train.transfer_checkpoint`` (the bicubic-pretrained weights; ``'auto'``: found by
+    ``checkpoints.resolve_transfer``; ``None`` means random weights).
     Holds the folder's ``RunLock`` while training.  Saves ``config.json`` (the whole ``run``), a
     checkpoint every ``save_every`` iterations (keeping ``max_to_keep``), TensorBoard summaries in
     ``logs/`` every ``print_every``, and a checkpoint on SIGINT/SIGTERM.  Raises
@@ -400,36 +402,35 @@ def run_meta_training(run: RunConfig, directory: str, *, source: Any = None,
     process.
     """
     strategy = strategy or make_strategy(run.runtime.strategy)
+    # the transfer weights are found (or refused) before the run folder is made
+    transfer = None if latest_checkpoint(directory) else resolve_transfer(run.train.transfer_checkpoint)
     return train_in_folder(run, directory, strategy, lambda chief: _meta_train_locked(
-        run, directory, source, strategy, chief, requested_step, guard))
+        run, directory, source, strategy, chief, requested_step, guard, transfer))
 
 
 def _meta_train_locked(run: RunConfig, directory: str, source: Any, strategy: tf.distribute.Strategy,
-                       chief: bool, requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
+                       chief: bool, requested_step: Optional[int], guard: Optional[SignalGuard],
+                       transfer: Optional[str]) -> LoopResult:
     config = run.train
     trainer = MetaTrainer(run, strategy)
-    # Every worker reads whole meta-batches (the same ones: the pipeline is deterministic) and each
-    # replica takes its slice of the tasks in ``train_step``; unlike a distributed iterator, this
-    # iterator can be checkpointed, so a resumed run continues the same task stream.
-    batches = iter(task_dataset(config, source))
-    state = open_run_state(directory, run, trainer.step, strategy, chief, batches,
-                           source if source is not None else config.tfrecord_path,
+    state = open_run_state(directory, run, trainer.step, strategy, chief,
                            model=trainer.model, optimizer=trainer.optimizer)
     try:
-        return _meta_train_loop(run, directory, trainer, batches, state, requested_step, guard)
+        return _meta_train_loop(run, directory, trainer, source, state, requested_step, guard, transfer)
     finally:
         state.close()
 
 
-def _meta_train_loop(run: RunConfig, directory: str, trainer: MetaTrainer, batches, state: RunState,
-                     requested_step: Optional[int], guard: Optional[SignalGuard]) -> LoopResult:
+def _meta_train_loop(run: RunConfig, directory: str, trainer: MetaTrainer, source: Any, state: RunState,
+                     requested_step: Optional[int], guard: Optional[SignalGuard],
+                     transfer: Optional[str]) -> LoopResult:
     config = run.train
     strategy = trainer.strategy
     resumed = state.resume(requested_step)
     if resumed:
         log.info("[*] resumed %s at iteration %d", resumed, state.current_step)
-    elif config.transfer_checkpoint:
-        loaded = trainer.load_transfer(config.transfer_checkpoint)
+    elif transfer:
+        loaded = trainer.load_transfer(transfer)
         log.info("[*] transfer: starting from the pre-trained weights %s", loaded)
     else:
         log.info("[*] no transfer checkpoint: starting from random weights (seed %d)", config.seed)
@@ -466,5 +467,8 @@ def _meta_train_loop(run: RunConfig, directory: str, trainer: MetaTrainer, batch
         write_scalars(state.writer, step, scalars)
         write_images(state.writer, step, trainer.query_images(tasks))
 
+    # Every worker reads whole meta-batches (the same ones: the pipeline is deterministic) and each
+    # replica takes its slice of the tasks in ``train_step``; the stream starts at the restored step.
+    batches = iter(task_dataset(config, source, start_step=state.current_step))
     settings = LoopSettings(config.meta_iter, config.print_every, config.save_every)
     return run_loop(step_fn, batches, state, settings, report, guard)

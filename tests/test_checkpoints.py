@@ -506,3 +506,21 @@ def test_weights_only_export_is_smaller_than_a_training_checkpoint(tmp_path):
     train_size = sum(p.stat().st_size for p in (tmp_path / "train").glob("ckpt-0.*"))
     ship_size = sum(p.stat().st_size for p in (tmp_path / "ship").glob("w.*"))
     assert ship_size * 2.5 < train_size
+
+
+def test_resolve_transfer_prefers_the_authors_pretrained_then_the_projects(tmp_path):
+    from mzsr_tf.checkpoints import resolve_transfer
+    from mzsr_tf.config import TRANSFER_AUTO
+    with pytest.raises(CheckpointError, match=r"checkpoints/Pretrained/Pretrained and "
+                                              r"checkpoints/pretrained_x2/pretrained_x2 .*--transfer none"):
+        resolve_transfer(TRANSFER_AUTO, str(tmp_path))
+    ours = tmp_path / "checkpoints" / "pretrained_x2"
+    ours.mkdir(parents=True)
+    (ours / "pretrained_x2.index").write_bytes(b"")
+    assert resolve_transfer(TRANSFER_AUTO, str(tmp_path)) == str(ours / "pretrained_x2")
+    authors = tmp_path / "checkpoints" / "Pretrained"
+    authors.mkdir()
+    (authors / "Pretrained.index").write_bytes(b"")
+    assert resolve_transfer(TRANSFER_AUTO, str(tmp_path)) == str(authors / "Pretrained")
+    assert resolve_transfer("some/prefix", str(tmp_path)) == "some/prefix"
+    assert resolve_transfer(None, str(tmp_path)) is None
