@@ -22,9 +22,10 @@ import logging
 import os
 import shlex
 import sys
+import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from mzsr_tf.config import (DEFAULT_SON_GRID, PRECISIONS, PRESETS, SON_GRIDS, STRATEGIES, ConfigError,
+from mzsr_tf.config import (DEFAULT_MAX_MEMORY, DEFAULT_SON_GRID, MIN_TILE, PRECISIONS, PRESETS, SON_GRIDS, STRATEGIES, ConfigError,
                             MetaTrainConfig, PretrainConfig, Preset, RunConfig, get_preset, override,
                             preset_for_model, read_json_object)
 
@@ -106,9 +107,14 @@ def _add_verbose(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _run_script(parser: argparse.ArgumentParser, from_flags: Callable[[Any], int],
                 argv: Optional[Sequence[str]], check: Optional[Callable[[Any], Optional[str]]] = None) -> int:
     """Parse ``argv`` with ``parser``; ``check(args)`` may return a usage error (argparse exits 2 with
-    it); set up TensorFlow's environment (``--gpu``, ``--verbose``); return ``from_flags(args)``."""
+    it) or raise a ``ConfigError`` naming the flag (one line on stderr, exit 2), before TensorFlow is
+    imported; set up TensorFlow's environment (``--gpu``, ``--verbose``); return ``from_flags(args)``."""
     args = parser.parse_args(argv)
-    problem = check(args) if check else None
+    try:
+        problem = check(args) if check else None
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
     if problem:
         parser.error(problem)
     prepare_environment(getattr(args, "gpu", None), args.verbose)
@@ -235,6 +241,10 @@ def _meta_test(args) -> int:
             log.info("no --kernelpath: the son is made by bicubic ('cubic') down-sampling")
         inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info,
                              son_grid=config.son_grid, ds_method=config.ds_method)
+    tiling = tile_policy_from_flags(args, TileProgress())
+    if estimating is None:  # (estimated kernels' inputs are read after the estimator loads)
+        for path, image in zip(inputs.input_paths, inputs.images):
+            _check_tiling(tiling, path, image.shape, config.scale)
     check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
     if args.figure:
         check_output_file(args.figure, "--figure")
@@ -244,7 +254,7 @@ def _meta_test(args) -> int:
     if estimating is not None:  # the slow part, after every cheap check (the checkpoint loads)
         inputs = load_inputs(args.inputpath, kernel_source, config.scale, gt_dir=gt_dir, log=log.info,
                              son_grid=config.son_grid, ds_method=config.ds_method)
-    tester = MetaTester(model.trainable_variables, config)
+    tester = MetaTester(model.trainable_variables, config, tiling)
     extra_info = {"checkpoint": loaded, "model": preset.reference_name, "kernel_normalized": normalize}
     if estimating is not None:
         extra_info["kernel_estimation"] = estimating.record()
@@ -255,6 +265,29 @@ def _meta_test(args) -> int:
             log.info("figure: %s", before_after_figure(summary, output_folder(args.savepath, config.num_steps),
                                                        args.figure))
     return EXIT_OK
+
+
+class TileProgress:
+    """Progress of a tiled meta-test: a bar redrawn in place on a terminal, one line per adaptation step
+    and per SR image when the output is piped (``TilePolicy.progress``)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.bar = self.stream.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, what: str, step: int, done: int, total: int) -> None:
+        label = f"adaptation step {step}" if what == "step" else f"SR image after {step} step(s)"
+        if done == 1:
+            self.start = time.perf_counter()
+        seconds = time.perf_counter() - self.start
+        if self.bar:
+            filled = int(30 * done / total)
+            end = "\n" if done == total else ""
+            print(f"\r  {label}: [{'#' * filled}{'.' * (30 - filled)}] tile {done}/{total} {seconds:.1f} s",
+                  end=end, file=self.stream, flush=True)
+        elif done == total:
+            print(f"  {label}: {total} tiles, {seconds:.1f} s", file=self.stream, flush=True)
 
 
 def _estimating_kernels(args, config):
@@ -465,7 +498,8 @@ def _evaluate(args) -> int:
     results = evaluate.evaluate(cells, checkpoints, steps=args.steps, baselines=split_names(args.baselines),
                                 zssr=zssr, figure_images=split_names(args.figure_images), log=log.info,
                                 self_ensemble=args.self_ensemble, preset=args.preset, limit=args.limit,
-                                son_grid=args.son_grid)
+                                son_grid=args.son_grid, tiling=tile_policy_from_flags(args, TileProgress()),
+                                son_crops=args.fast_crops or 0)
     with write_errors_as(OutputError):
         paths = evaluate.write_results(results, args.out, command=getattr(args, "command", None),
                                        testsets=args.testsets)
@@ -533,12 +567,14 @@ def main_parser() -> argparse.ArgumentParser:
     test.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                       help="float32 (default) reproduces the reference; mixed_*: float16/bfloat16 "
                            "convolutions with float32 weights (meta-test and training)")
+    _add_tiling_flags(test)
     train = parser.add_argument_group("meta-training (--train)")
     train.add_argument("--train", action="store_true", dest="is_train", help="meta-train instead of testing")
     _add_training_flags(train, MetaTrainConfig)
     train.add_argument("--transfer", default=None,
-                       help="pre-trained weights to start from ('none': random; default: "
-                            f"{MetaTrainConfig().transfer_checkpoint})")
+                       help="pre-trained weights to start from ('none' or '': random weights; default "
+                            "'auto': the authors' Pretrained if dropped into checkpoints/Pretrained/, else "
+                            "the project's checkpoints/pretrained_x2)")
     train.add_argument("--first-order-until", type=int, default=None,
                        help="first-order meta-gradients before this iteration, second order from it")
     train.add_argument("--freeze-loss-weights", action="store_true",
@@ -546,16 +582,85 @@ def main_parser() -> argparse.ArgumentParser:
     return _add_verbose(parser)
 
 
+def tile_flag(value: str) -> Optional[int]:
+    """``--tile``: ``auto`` (``None``), or a whole number of pixels >= 0 (``0``: the whole image at once)."""
+    if value == "auto":
+        return None
+    try:
+        tile = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of pixels, got {value!r}") from None
+    if tile < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (the whole image), a positive number of pixels or 'auto', "
+                                         f"got {value}")
+    if 0 < tile < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"{tile} is smaller than {MIN_TILE} pixels, twice the network's halo "
+                                         f"(its receptive radius, 8 pixels)")
+    return tile
+
+
+_MEMORY_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "G": 1024 ** 3,
+                 "GB": 1024 ** 3}
+
+
+def memory_flag(value: str) -> float:
+    """``--max-memory``: a positive size in bytes, with an optional unit K, M or G (binary), e.g. ``2G``."""
+    text = value.strip().upper()
+    number = text.rstrip("KMGB")
+    unit = text[len(number):]
+    try:
+        size = float(number) * _MEMORY_UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G, 1500M or 3000000000, got {value!r}") from None
+    if not size > 0 or size != size:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return size
+
+
+def _add_tiling_flags(parser) -> None:
+    parser.add_argument("--tile", type=tile_flag, default=None, metavar="N|auto",
+                        help="adapt and super-resolve in tiles of N input pixels with exact halos (same "
+                             "result up to float rounding; 0: the whole image at once, as the reference); "
+                             "auto (default): the whole image if it fits in --max-memory, else the largest "
+                             "tile that does")
+    parser.add_argument("--fast-crops", type=int, default=None, metavar="N",
+                        help="fast mode for large photos (beyond the paper): each adaptation step on N seeded "
+                             "random 64x64 crops of the son instead of the whole son, so a step costs the same "
+                             "at any size (default 0: the whole son, the paper's exact step)")
+    parser.add_argument("--max-memory", type=memory_flag, default=None, metavar="SIZE",
+                        help=f"peak memory --tile auto aims under (default {DEFAULT_MAX_MEMORY // 1024 ** 3}G)")
+
+
+def tile_policy_from_flags(args, progress=None):
+    """The ``tiling.TilePolicy`` of ``--tile`` and ``--max-memory`` (a ``TilingError`` is bad input)."""
+    from mzsr_tf.tiling import TilePolicy
+    max_memory = getattr(args, "max_memory", None)
+    return TilePolicy(tile=getattr(args, "tile", None), progress=progress,
+                      max_memory=DEFAULT_MAX_MEMORY if max_memory is None else max_memory)
+
+
+def _check_tiling(tiling, path: str, shape, scale: float) -> None:
+    """The tile of an input under ``--tile``/``--max-memory``, found before the checkpoint loads (a
+    ``TilingError`` names the input)."""
+    from mzsr_tf.config import ModelConfig
+    from mzsr_tf.tiling import TilingError
+    try:
+        tiling.tile_for(shape, scale, ModelConfig().depth, 2)
+    except TilingError as error:
+        raise TilingError(f"{path}: {error}") from None
+
+
 def adaptation_config_from_flags(args, preset: Preset):
     """The meta-test's ``AdaptationConfig``: the preset's, with ``--num``, ``--scale``, ``--noise``,
-    ``--backprojection``, ``--self-ensemble``, ``--son-grid`` and ``--precision`` applied (each bad value named
-    by its flag)."""
+    ``--backprojection``, ``--self-ensemble``, ``--son-grid``, ``--fast-crops`` and ``--precision`` applied (each
+    bad value named by its flag)."""
     config = preset.adaptation_config()
     for option, key, value in (("--num", "num_steps", args.num_steps), ("--scale", "scale", args.scale),
                                ("--noise", "noise_std", args.noise),
                                ("--backprojection", "back_projection", bool(args.backprojection)),
                                ("--self-ensemble", "self_ensemble", bool(getattr(args, "self_ensemble", False))),
                                ("--son-grid", "son_grid", getattr(args, "son_grid", None)),
+                               ("--fast-crops", "son_crops", getattr(args, "fast_crops", None)),
                                ("--precision", "precision", args.precision)):
         if value is not None:
             config = _with_option(option, value, lambda: override(config, {key: value}))
@@ -565,8 +670,18 @@ def adaptation_config_from_flags(args, preset: Preset):
 def main_script(argv: Optional[Sequence[str]] = None) -> int:
     """``scripts/main.py``: meta-test, or meta-train with ``--train``."""
     return _run_script(main_parser(), lambda args: (meta_train_from_flags if args.is_train else
-                                                     meta_test_from_flags)(args), argv,
-                       lambda args: args.num_steps < 1 and f"--num must be a positive integer, got {args.num_steps}")
+                                                     meta_test_from_flags)(args), argv, _check_main_flags)
+
+
+def _check_main_flags(args) -> Optional[str]:
+    """``scripts/main.py``'s flags checked before TensorFlow is imported: ``--num`` (a usage error), and
+    in test mode every flag of the meta-test's ``AdaptationConfig`` (``--scale``, ``--noise``, ...: a
+    ``ConfigError`` naming the flag, with the ranges of ``mzsr_tf.config``)."""
+    if args.num_steps < 1:
+        return f"--num must be a positive integer, got {args.num_steps}"
+    if not args.is_train:
+        adaptation_config_from_flags(args, preset_for_model(args.model if args.model is not None else 0))
+    return None
 
 
 # --------------------------------------------------------------------------- scripts/pretrain.py
@@ -774,7 +889,7 @@ def calibrate_edge_kernel_parser() -> argparse.ArgumentParser:
         description="Fit the edges estimator's calibration (gain, offset; mzsr_tf/edge_kernel.py) on TRAINING images "
                     "degraded by rk-recipe kernels, and report the kernel error on held-out ones. Prints the values "
                     "to put in EdgeKernelConfig.",
-        epilog="example:\n  python scripts/calibrate_edge_kernel.py --hr ../shared/datasets/train/BSD200 --count 120 "
+        epilog="example:\n  python scripts/calibrate_edge_kernel.py --hr BSD200 --count 120 "
                "--fit 80 --underestimate-share 0.9\nexit codes: 0 success, 2 bad input, 1 anything else")
     parser.add_argument("--hr", required=True, help="folder of HR training images (never a test set)")
     parser.add_argument("--count", type=int, default=120, help="images used (the first, sorted)")
@@ -812,7 +927,7 @@ def make_testsets_parser() -> argparse.ArgumentParser:
                     "each kernel. --hr is a folder of images (one set) or a folder of set folders. Writes "
                     "OUT/Input/<kernel>/<set>/*.png, OUT/Input/<kernel>/kernel.mat, OUT/GT/<set>/ (x2), "
                     "OUT/GT_x4/<set>/ (x4) and OUT/testset.json.",
-        epilog="example:\n  python scripts/make_testsets.py --hr ../shared/datasets/benchmark "
+        epilog="example:\n  python scripts/make_testsets.py --hr benchmark "
                "--out dataset/testsets/benchmark --kernels g20 gani --sets Set5,Set14\n"
                "kernels: the names of mzsr_tf.testsets.PAPER_KERNELS (g02 g20 gani b13 g20x4), and rk: one\n"
                "  random kernel per image, saved beside it as <image>.mat (blind benchmark; README, 'Test sets')\n"
@@ -835,7 +950,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser = _parser("scripts/evaluate.py",
         description="Benchmark table: MZSR after n steps beside bicubic and ZSSR-like baselines, on paper "
                     "test sets. Writes OUT/results.json, OUT/results.csv, OUT/results.md and OUT/figures/*.png.",
-        epilog="example:\n  python scripts/evaluate.py --checkpoint ../shared/mzsr_reference/Pretrained/Pretrained "
+        epilog="example:\n  python scripts/evaluate.py --checkpoint checkpoints/Model/Directx2 "
                "--testsets dataset/testsets/benchmark --steps 0 1 10 --baselines bicubic --kernels g20 "
                "--sets Set5,BSD100,Set14 --out results/eval_g20\n"
                "--checkpoint takes a TF1/TF2 prefix or folder for every preset, or PRESET=PATH entries ("
@@ -850,6 +965,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zssr-steps", type=int, default=2000, help="step budget of the zssr baseline")
     parser.add_argument("--kernels", nargs="+", default=None, help="kernel names (default: all in the test set)")
     parser.add_argument("--sets", nargs="+", default=None, help="set names (default: all in the test set)")
+    _add_tiling_flags(parser)
     parser.add_argument("--son-grid", choices=SON_GRIDS, default=DEFAULT_SON_GRID,
                         help="exact (default): MZSR's son of each input cropped to a multiple of the scale (beyond "
                              "the reference); reference: of the whole input, as the reference (rows labelled); as "
@@ -888,8 +1004,8 @@ def learning_curve_parser() -> argparse.ArgumentParser:
                     "takes an earlier run's curve JSON up to the step the next phase started from; the "
                     "figure and --chain-out show the joined curve, --out keeps this run's rows.",
         epilog="example:\n  python scripts/learning_curve.py --run runs/direct_x2/Model2 "
-               "--folder Set5=../shared/mzsr_reference/Input/g20/Set5,../shared/mzsr_reference/GT/Set5,"
-               "../shared/mzsr_reference/Input/g20/kernel.mat --out runs/direct_x2/curve.json "
+               "--folder Set5=dataset/testsets/benchmark/Input/g20/Set5,dataset/testsets/benchmark/GT/Set5,"
+               "dataset/testsets/benchmark/Input/g20/kernel.mat --out runs/direct_x2/curve.json "
                "--png runs/direct_x2/curve.png --every 2 --limit 10 --model 0\n"
                "exit codes: 0 success, 2 bad input, 1 anything else")
     parser.add_argument("--run", required=True, help="folder of ckpt-N checkpoints")
