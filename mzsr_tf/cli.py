@@ -853,6 +853,9 @@ def _named_paths(entries: Sequence[str]) -> Dict[str, str]:
         name, sep, path = entry.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--estimated {entry}: expected NAME=ROOT, e.g. edges=results/rk_edges")
+        if name in named:
+            raise ConfigError(f"--estimated {entry}: the name {name} is given twice (also {name}={named[name]}); "
+                              "each estimator's rows need a name of their own")
         named[name] = path
     return named
 
@@ -863,10 +866,11 @@ def blind_benchmark_from_flags(args) -> int:
         from mzsr_tf.blind import blind_benchmark, markdown_table, write_blind_results
         from mzsr_tf.evaluate import check_steps
         steps = check_steps(args.steps)
+        estimated = _named_paths(args.estimated)
         check_output_folder(args.out, "--out")
         checkpoint = checkpoint_for_preset(args.checkpoint, preset_for_model(0), REPO_ROOT)
         previous = read_json_object(args.reuse, "--reuse") if args.reuse else None
-        results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, _named_paths(args.estimated), steps,
+        results = blind_benchmark(args.testsets, split_names(args.sets), checkpoint, estimated, steps,
                                   log=log.info, previous=previous)
         with write_errors_as(OutputError):
             write_blind_results(results, args.out, command=args.command)
@@ -902,11 +906,16 @@ def calibrate_edge_kernel_parser() -> argparse.ArgumentParser:
 
 def calibrate_edge_kernel_from_flags(args) -> int:
     def calibrate(args) -> int:
+        from mzsr_tf.data.images import list_images
         from mzsr_tf.edge_kernel import calibration_report
         if not 0 < args.fit < args.count:
             raise ConfigError(f"--fit must be between 1 and --count - 1, got {args.fit} of {args.count}")
         if args.underestimate_share is not None and not 0 < args.underestimate_share < 1:
             raise ConfigError(f"--underestimate-share must be in (0, 1), got {args.underestimate_share}")
+        found = len(list_images(args.hr, "--hr", error=ConfigError))
+        if found <= args.fit:
+            raise ConfigError(f"--hr folder {args.hr} holds {found} image(s): --fit {args.fit} needs at least "
+                              f"{args.fit + 1} (the fit's and at least one held out)")
         report = calibration_report(args.hr, args.count, args.fit, underestimate_share=args.underestimate_share)
         log.info("%s", json.dumps(report, indent=1))
         return EXIT_OK

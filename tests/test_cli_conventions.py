@@ -34,3 +34,45 @@ def test_scale_and_noise_are_refused_before_tensorflow_is_imported(tmp_path, fla
     assert done.stdout == "2 False\n", done.stdout + done.stderr
     assert _one_error_line(done.stderr) == message
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- input folders and names
+
+def _write_images(folder: pathlib.Path, count: int, shape=(32, 32, 3)):
+    import imageio.v3 as iio
+    import numpy as np
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        iio.imwrite(folder / f"im{index}.png", rng.integers(0, 256, shape, dtype=np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "error: --hr folder {hr} does not exist"),
+    ("empty", "error: --hr folder {hr} holds no images (.png, .bmp, .jpg, .jpeg, .tif, .tiff)"),
+    ("few", "error: --hr folder {hr} holds 2 image(s): --fit 80 needs at least 81 (the fit's and at least one "
+            "held out)"),
+])
+def test_calibrate_edge_kernel_names_hr(tmp_path, capsys, case, message):
+    hr = tmp_path / case
+    if case == "empty":
+        hr.mkdir()
+    elif case == "few":
+        _write_images(hr, 2)
+    before = sorted(tmp_path.rglob("*"))
+    code = cli.calibrate_edge_kernel_script(["--hr", str(hr)])
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == message.format(hr=hr)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_blind_benchmark_refuses_an_estimator_name_given_twice(tmp_path, capsys):
+    code = cli.blind_benchmark_script(["--testsets", str(tmp_path), "--sets", "Set5", "--estimated",
+                                       f"edges={tmp_path / 'A'}", f"edges={tmp_path / 'B'}",
+                                       "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: --estimated edges={tmp_path / 'B'}: the name edges is given twice (also edges={tmp_path / 'A'}); "
+        "each estimator's rows need a name of their own")
+    assert os.listdir(tmp_path) == []
