@@ -76,3 +76,30 @@ def test_blind_benchmark_refuses_an_estimator_name_given_twice(tmp_path, capsys)
         f"error: --estimated edges={tmp_path / 'B'}: the name edges is given twice (also edges={tmp_path / 'A'}); "
         "each estimator's rows need a name of their own")
     assert os.listdir(tmp_path) == []
+
+
+def _meta_test_refuses(tmp_path, capsys, inputpath) -> str:
+    code = cli.main_script(["--inputpath", str(inputpath), "--gtpath", "", "--kernelpath", "",
+                            "--checkpoint", str(tmp_path / "no_checkpoint"), "--savepath", str(tmp_path / "out")])
+    assert code == 2
+    assert not (tmp_path / "out").exists()
+    return _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a png", "not a decodable image (damaged, or not a PNG, BMP, JPEG or TIFF file)"),
+    (b"", "empty file"),
+])
+def test_a_png_that_is_not_an_image_gets_the_one_decoder_text(tmp_path, capsys, content, reason):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(content)
+    line = _meta_test_refuses(tmp_path, capsys, folder)
+    assert line == f"error: cannot read image {folder / 'a.png'}: {reason}"
+    assert "`" not in line
+
+
+def test_an_inputpath_that_is_a_file_is_called_a_file(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"x")
+    line = _meta_test_refuses(tmp_path, capsys, tmp_path / "a.png")
+    assert line == f"error: input folder {tmp_path / 'a.png'} is a file, not a folder"

@@ -65,6 +65,8 @@ def list_images(folders: Union[PathLike, Sequence[PathLike]], what: Optional[str
     paths: List[str] = []
     for folder in folders:
         folder = os.fspath(folder)
+        if what is not None and os.path.exists(folder) and not os.path.isdir(folder):
+            raise error(f"{what} folder {folder} is a file, not a folder")
         if what is not None and not os.path.isdir(folder):
             raise error(f"{what} folder {folder} does not exist")
         if not os.path.exists(folder):
@@ -80,20 +82,36 @@ def list_images(folders: Union[PathLike, Sequence[PathLike]], what: Optional[str
     return sorted(paths)
 
 
+UNDECODABLE = "not a decodable image (damaged, or not a PNG, BMP, JPEG or TIFF file)"
+"""The reason given for every file the image library cannot decode, whatever its own message (they vary by
+plugin and version, and quote the path with stray backticks)."""
+
+
 def decode_image(path: PathLike, what: Optional[str] = None,
                  error: Type[Exception] = ImageReadError) -> np.ndarray:
     """The array ``imageio`` decodes from ``path``, unchecked (any dtype, 2-D or 3-D).
 
-    A file that cannot be decoded is an ``error`` naming it (``what``: its role, e.g. ``"HR image"``).
+    A file that cannot be decoded is an ``error`` naming it (``what``: its role, e.g. ``"HR image"``):
+    ``cannot read <what> <path>: <reason>`` (without ``what``: ``<path>: cannot read image: <reason>``),
+    the reason being the system's for a file that cannot be opened (``Permission denied``) and
+    ``UNDECODABLE`` for any decoder failure.
     """
     path = os.fspath(path)
     try:
         return np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many types (OSError, ValueError, plugin errors)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        opening = isinstance(exc, OSError) and exc.errno is not None and exc.strerror
+        reason = exc.strerror if opening else "empty file" if _is_empty(path) else UNDECODABLE
         if what is not None:
             raise error(f"cannot read {what} {path}: {reason}") from None
-        raise error(f"{path}: cannot read image ({type(exc).__name__}: {reason})") from None
+        raise error(f"{path}: cannot read image: {reason}") from None
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 def png_bit_depth(path: PathLike) -> Optional[int]:
