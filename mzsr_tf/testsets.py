@@ -316,6 +316,15 @@ def read_hr(path: str):
     return to_rgb_uint8(image, path, error=TestSetError), is_grayscale(image)
 
 
+def check_hr_size(path: str, shape, paper_kernel) -> None:
+    """An HR image must be at least ``scale`` pixels a side for ``paper_kernel`` (its LR at least 1x1);
+    a smaller one is a ``TestSetError`` naming it."""
+    side = int(np.ceil(paper_kernel.scale))
+    if min(shape[:2]) < side:
+        raise TestSetError(f"HR image {path} ({shape[0]}x{shape[1]}) is too small for kernel {paper_kernel.name} "
+                           f"(x{paper_kernel.scale:g}): it needs at least {side} pixels a side")
+
+
 def make_lr(hr: np.ndarray, paper_kernel, kernel: Optional[np.ndarray] = None):
     """``(modcropped HR, LR)``, both uint8 ``[H, W, 3]``, for one uint8 HR image and one degradation.
 
@@ -333,14 +342,18 @@ def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(
                  log: Callable[[str], None] = print) -> Dict:
     """Write the LR inputs, kernels and modcropped GT of every set × kernel; returns the manifest.
 
-    See the module docstring for the layout.  Every kernel name and HR image is checked before
-    anything is written.  Existing files of the same names are overwritten.
+    See the module docstring for the layout.  Every kernel name and HR image (readable, large enough
+    for the largest scale: ``check_hr_size``) is checked before anything is written.  Existing files of the same names are overwritten.
     """
     paper_kernels = [get_kernel(name) for name in kernel_names]
     if not paper_kernels:
         raise TestSetError("no kernels requested")
     hr_sets = find_hr_sets(hr_dir, set_names)
     images = {name: [read_hr(path) for path in paths] for name, paths in hr_sets.items()}
+    largest = max(paper_kernels, key=lambda k: k.scale)
+    for name, paths in hr_sets.items():
+        for path, (hr, _) in zip(paths, images[name]):
+            check_hr_size(path, hr.shape, largest)
 
     manifest = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -103,3 +103,24 @@ def test_an_inputpath_that_is_a_file_is_called_a_file(tmp_path, capsys):
     (tmp_path / "a.png").write_bytes(b"x")
     line = _meta_test_refuses(tmp_path, capsys, tmp_path / "a.png")
     assert line == f"error: input folder {tmp_path / 'a.png'} is a file, not a folder"
+
+
+# --------------------------------------------------------------------------- nothing created before validation
+
+@pytest.mark.parametrize("kernels, side", [("g20", 2), ("g20 g20x4", 4)])
+def test_make_testsets_refuses_a_tiny_hr_image_before_writing_anything(tmp_path, capsys, kernels, side):
+    """A 1x1 HR image (and a 3x3 one when x4 is asked for) was found only while writing, after kernel.mat and
+    empty folders."""
+    import imageio.v3 as iio
+    import numpy as np
+    hr = _write_images(tmp_path / "HR" / "Set1", 1)
+    tiny = side - 1
+    iio.imwrite(hr / "tiny.png", np.full((tiny, tiny, 3), 90, np.uint8))
+    code = cli.make_testsets_script(["--hr", str(hr), "--out", str(tmp_path / "out"), "--kernels", *kernels.split()])
+    assert code == 2
+    scale = "x4" if side == 4 else "x2"
+    kernel = "g20x4" if side == 4 else "g20"
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: HR image {hr / 'tiny.png'} ({tiny}x{tiny}) is too small for kernel {kernel} ({scale}): it needs "
+        f"at least {side} pixels a side")
+    assert not (tmp_path / "out").exists()
