@@ -58,6 +58,18 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+_IN_FLIGHT: set = set()
+"""The temporary files of the writes under way (``atomic_paths``), for ``remove_temporaries``."""
+
+
+def remove_temporaries() -> None:
+    """Remove the temporary files of the writes under way: what a process about to end at once (a signal,
+    ``os._exit``) calls, so that it leaves only complete files.  A write that completes meanwhile has
+    renamed its file onto its name, which stays."""
+    for temporary in list(_IN_FLIGHT):
+        _remove(temporary)
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence[PathLike]) -> Iterator[List[str]]:
     """Temporary paths for several files that appear together: renamed in order after the block,
@@ -70,6 +82,7 @@ def atomic_paths(paths: Sequence[PathLike]) -> Iterator[List[str]]:
     """
     finals = [os.fspath(path) for path in paths]
     temporaries = [temporary_name(path) for path in finals]
+    _IN_FLIGHT.update(temporaries)
     try:
         for path in finals:
             try:
@@ -88,6 +101,7 @@ def atomic_paths(paths: Sequence[PathLike]) -> Iterator[List[str]]:
         for temporary in temporaries:
             if os.path.lexists(temporary):
                 _remove(temporary)
+            _IN_FLIGHT.discard(temporary)
 
 
 @contextlib.contextmanager

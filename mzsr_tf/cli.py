@@ -16,12 +16,16 @@ and logging variables it reads at import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shlex
+import signal
+import socket
 import sys
+import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -204,8 +208,80 @@ def split_names(values) -> Optional[list]:
 # --------------------------------------------------------------------------- meta-test
 
 def meta_test_from_flags(args) -> int:
-    """``scripts/main.py`` test mode."""
-    return run_command(_meta_test, args)
+    """``scripts/main.py`` test mode; SIGINT (Ctrl-C) and SIGTERM end it at once (``ExitOnSignal``)."""
+    with ExitOnSignal("the meta-test"):
+        return run_command(_meta_test, args)
+
+
+class ExitOnSignal:
+    """Within ``with ExitOnSignal(what):`` in the main thread, SIGINT and SIGTERM end the process within
+    moments, even while a compiled graph runs: the temporary files of the writes under way are removed
+    (``atomic.remove_temporaries``; every output is written atomically, so only complete files remain),
+    one line goes to stderr and the process exits with ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM).
+
+    Python runs a signal handler only when the main thread returns to the interpreter, which a graph
+    call may not do for a long time; but its C-level handler writes the signal's number to the wakeup
+    fd (``signal.set_wakeup_fd``) at once, and a watcher thread waiting on that fd acts on it (TensorFlow
+    releases the GIL while a graph runs).  For a command with nothing to save (a meta-test), unlike
+    training (``training.SignalGuard``: finish the step, save, stop).  Outside the main thread it does
+    nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, what: str):
+        self.what = what
+        self._previous: Dict[int, Any] = {}
+        self._sockets = None
+        self._previous_fd = -1
+
+    def __enter__(self) -> "ExitOnSignal":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._sockets = (reader, writer)
+        self._previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, lambda signum, frame: self.stop(signum))
+        threading.Thread(target=self._watch, args=(reader,), name="exit-on-signal", daemon=True).start()
+        return self
+
+    def _watch(self, reader) -> None:
+        with reader:
+            while True:
+                try:
+                    data = reader.recv(1)
+                except OSError:
+                    return
+                if not data or data[0] == 0:  # closed, or __exit__'s sentinel
+                    return
+                if data[0] in self.SIGNALS:
+                    self.stop(data[0])
+
+    def stop(self, signum: int) -> None:
+        """Remove the partial files, write one line and end the process with ``128 + signum``."""
+        from mzsr_tf.atomic import remove_temporaries
+        try:
+            remove_temporaries()
+            name = signal.Signals(signum).name
+            os.write(2, f"error: {name} received: {self.what} stopped; the files it wrote are complete, "
+                        f"nothing partial is left\n".encode())
+        finally:
+            os._exit(128 + signum)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._sockets is None:
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+        signal.set_wakeup_fd(self._previous_fd)
+        reader, writer = self._sockets
+        with contextlib.suppress(OSError):
+            writer.send(b"\0")
+        writer.close()
+        self._sockets = None
 
 
 def _meta_test(args) -> int:

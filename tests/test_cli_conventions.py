@@ -124,3 +124,64 @@ def test_make_testsets_refuses_a_tiny_hr_image_before_writing_anything(tmp_path,
         f"error: HR image {hr / 'tiny.png'} ({tiny}x{tiny}) is too small for kernel {kernel} ({scale}): it needs "
         f"at least {side} pixels a side")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- Ctrl-C during a meta-test
+
+@pytest.fixture(scope="module")
+def tiny_workspace(tmp_path_factory):
+    """Three 24x24 inputs and a random checkpoint of the test's own (as tests/test_main.py's workspace)."""
+    import tensorflow as tf
+    from mzsr_tf import checkpoints
+    from mzsr_tf.model import MZSRNet
+    root = tmp_path_factory.mktemp("interrupt")
+    _write_images(root / "LR", 3, (24, 24, 3))
+    model = MZSRNet(seed=1)
+    model(tf.zeros([1, 8, 8, 3]))
+    checkpoints.export_weights(model, str(root / "ckpt" / "weights"))
+    return root
+
+
+def test_remove_temporaries_removes_the_writes_under_way_only(tmp_path):
+    from mzsr_tf import atomic
+    atomic.write_text(tmp_path / "done.txt", "complete")
+    with pytest.raises(atomic.WriteError):
+        with atomic.atomic_path(tmp_path / "half.txt") as temporary:
+            pathlib.Path(temporary).write_text("half")
+            atomic.remove_temporaries()  # as a signal handler would, just before the process ends
+    assert os.listdir(tmp_path) == ["done.txt"]
+
+
+def test_ctrl_c_ends_a_meta_test_at_once_with_one_line_and_only_complete_outputs(tiny_workspace, tmp_path):
+    """SIGINT while an image's compiled adaptation runs (1000 steps): exit 130 within 10 s, one stderr line,
+    the images already written complete, no results.json, no temporary file."""
+    import imageio.v3 as iio
+    import signal
+    import time
+    savepath = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts" / "main.py"), "--inputpath", str(tiny_workspace / "LR"),
+               "--gtpath", "", "--kernelpath", "", "--checkpoint", str(tiny_workspace / "ckpt" / "weights"),
+               "--num", "1000", "--savepath", str(savepath)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        for line in process.stdout:  # the first image's line: the second image's adaptation is under way
+            if line.startswith("[1/3]"):
+                break
+        else:
+            pytest.fail(f"main.py ended before its first image: {process.stderr.read()}")
+        process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = process.communicate(timeout=10)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and seconds < 10
+    assert _one_error_line(err) == ("error: SIGINT received: the meta-test stopped; the files it wrote are complete, "
+                                    "nothing partial is left")
+    written = sorted(os.listdir(savepath / "1000"))
+    assert written[0] == "im0.png" and "results.json" not in written
+    assert all(not name.startswith(".") and ".tmp" not in name for name in written), written
+    for name in written:
+        assert iio.imread(savepath / "1000" / name).shape == (48, 48, 3)
