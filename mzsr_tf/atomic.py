@@ -176,16 +176,23 @@ def _probe(folder: str, label: str) -> None:
 def _check_folder(folder: str, label: str, subject: str) -> None:
     """``folder`` is a folder, or can be created as one: its nearest existing ancestor is a folder
     that takes a new file.  ``subject`` is the path ``label`` names (the folder, or a file in it)."""
-    existing = os.path.abspath(folder)
+    # walked as the system walks it, not normalised: 'out/missing/../base' needs out/missing
+    path = os.path.join(os.getcwd(), os.fspath(folder))
+    existing = path
     while not os.path.lexists(existing):
         parent = os.path.dirname(existing)
         if parent == existing:
             break
         existing = parent
+    below = path[len(existing):].strip(os.sep).split(os.sep)  # the literal components still to create
+    if os.pardir in below:
+        missing = os.path.join(existing, *below[:below.index(os.pardir)])
+        raise OutputPathError(f"{label}: {os.path.abspath(missing)} does not exist, so the '..' after it "
+                              "cannot be followed")
     if not os.path.isdir(existing):
-        if existing == os.path.abspath(subject):
+        if os.path.abspath(existing) == os.path.abspath(subject):
             raise OutputPathError(f"{label}: is a file, not a folder")
-        raise OutputPathError(f"{label}: {existing} is a file, not a folder")
+        raise OutputPathError(f"{label}: {os.path.abspath(existing)} is a file, not a folder")
     _probe(existing, label)
 
 

@@ -185,3 +185,17 @@ def test_ctrl_c_ends_a_meta_test_at_once_with_one_line_and_only_complete_outputs
     assert all(not name.startswith(".") and ".tmp" not in name for name in written), written
     for name in written:
         assert iio.imread(savepath / "1000" / name).shape == (48, 48, 3)
+
+
+def test_a_savepath_with_dotdot_after_a_missing_folder_is_refused_up_front(tiny_workspace, tmp_path, capsys):
+    """out/missing/../base: the system cannot follow '..' out of a folder that does not exist; the check walked
+    the normalised path, passed, and the run failed at its first write (exit 1)."""
+    (tmp_path / "out").mkdir()
+    savepath = f"{tmp_path / 'out'}/missing/../base"
+    code = cli.main_script(["--inputpath", str(tiny_workspace / "LR"), "--gtpath", "", "--kernelpath", "",
+                            "--checkpoint", str(tmp_path / "no_checkpoint"), "--savepath", savepath])
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: --savepath {savepath}/01: {tmp_path / 'out' / 'missing'} does not exist, so the '..' after it "
+        "cannot be followed")
+    assert os.listdir(tmp_path / "out") == []
