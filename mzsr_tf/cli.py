@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -165,6 +166,32 @@ def run_command(work: Callable[[Any], int], args: Any) -> int:
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
         return code
+
+
+def write_reason(error: BaseException) -> str:
+    """Why a write failed, in the system's words (``No space left on device``), without TensorFlow's
+    internals (``{{function_node __wrapped__SaveV2...}}``, the temporary file it wrote, ``[Op:SaveV2]``)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{.*?\}\}", "", message).split("[Op:")[0].strip()
+    return " ".join(message.rsplit("; ", 1)[-1].split()) or type(error).__name__
+
+
+@contextlib.contextmanager
+def output_errors(label: str, path: str):
+    """Map a failed write of the block (an ``OSError`` or TensorFlow ``OpError``: a full disk) to one
+    ``OutputError`` line ``<label>: <reason>`` (``label`` names the flag and path); a folder ``path``
+    that the block created is removed, so nothing partial is left."""
+    import shutil
+    import tensorflow as tf
+    existed = os.path.lexists(path)
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        if not existed and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise OutputError(f"{label}: {write_reason(error)}") from None
 
 
 def _with_option(option: str, value: Any, build: Callable[[], Any]) -> Any:
@@ -1196,23 +1223,25 @@ def convert_checkpoint_from_flags(args) -> int:
         from mzsr_tf import checkpoints
         from mzsr_tf.config import ModelConfig
         from mzsr_tf.model import MZSRNet
+        from mzsr_tf.atomic import check_output_folder
         model_config = _with_option("--width/--depth", f"{args.width}/{args.depth}",
                                     lambda: ModelConfig(width=args.width, depth=args.depth))
+        for flag, folder in (("--tf2-checkpoint", args.tf2_checkpoint), ("--saved-model", args.saved_model)):
+            if folder:
+                check_output_folder(folder, flag)  # before the sources load
         model = MZSRNet(model_config)
         if len(args.source) == 1:
             checkpoints.load_weights(model, args.source[0])
         else:
             checkpoints.load_average(model, args.source)
-        import tensorflow as tf
-        try:
-            if args.weights:
-                checkpoints.export_weights(model, args.weights)
-            if args.tf2_checkpoint:
-                checkpoints.save_checkpoint(checkpoints.make_manager(args.tf2_checkpoint, model=model))
-            if args.saved_model:
-                checkpoints.export_saved_model(model, args.saved_model)
-        except (OSError, tf.errors.OpError) as error:
-            raise OutputError(f"cannot write the converted checkpoint: {error}") from None
+        outputs = (("--weights", args.weights, checkpoints.export_weights),
+                   ("--tf2-checkpoint", args.tf2_checkpoint,
+                    lambda model, folder: checkpoints.save_checkpoint(checkpoints.make_manager(folder, model=model))),
+                   ("--saved-model", args.saved_model, checkpoints.export_saved_model))
+        for flag, path, write in outputs:
+            if path:
+                with output_errors(f"cannot write the converted checkpoint: {flag} {path}", path):
+                    write(model, path)
         return EXIT_OK
     return run_command(convert, args)
 

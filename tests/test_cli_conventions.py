@@ -199,3 +199,34 @@ def test_a_savepath_with_dotdot_after_a_missing_folder_is_refused_up_front(tiny_
         f"error: --savepath {savepath}/01: {tmp_path / 'out' / 'missing'} does not exist, so the '..' after it "
         "cannot be followed")
     assert os.listdir(tmp_path / "out") == []
+
+
+# --------------------------------------------------------------------------- convert_checkpoint.py outputs
+
+def _convert_into_tmpfs(source, tmp_path, flag, size, read_only=False):
+    """convert_checkpoint.py SOURCE FLAG MOUNT/out on a small tmpfs: (exit code, MOUNT, what is left in it)."""
+    from test_outputs import tmpfs
+    with tmpfs(tmp_path / "mount", size, read_only=read_only) as mount:
+        code = cli.convert_checkpoint_script([str(source), flag, str(mount / "out")])
+        return code, mount, os.listdir(mount)
+
+
+def test_convert_checkpoint_refuses_a_read_only_saved_model_target_before_loading(tiny_workspace, tmp_path, capsys,
+                                                                                   monkeypatch):
+    from mzsr_tf import checkpoints
+    monkeypatch.setattr(checkpoints, "load_weights", lambda *a, **k: pytest.fail("loaded before the check"))
+    code, mount, left = _convert_into_tmpfs(tiny_workspace / "ckpt" / "weights", tmp_path, "--saved-model", "64k",
+                                            read_only=True)
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: --saved-model {mount / 'out'}: cannot write in {mount} (Read-only file system)")
+    assert left == []
+
+
+def test_convert_checkpoint_on_a_full_disk_names_weights_without_tensorflow_internals(tiny_workspace, tmp_path,
+                                                                                       capsys):
+    code, mount, left = _convert_into_tmpfs(tiny_workspace / "ckpt" / "weights", tmp_path, "--weights", "16k")
+    assert code == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: cannot write the converted checkpoint: --weights {mount / 'out'}: No space left on device")
+    assert left == []
