@@ -499,6 +499,16 @@ def _finish(run: RunConfig, args, stage: type) -> RunConfig:
     return run
 
 
+def _training_folder(args, stage: type) -> Tuple[RunConfig, str]:
+    """``run_config_from_flags``, and the run folder checked writable before anything is created in it (an
+    ``OutputPathError`` naming ``--checkpoint-dir``, or ``checkpoint_dir`` when ``--config`` or the default
+    gave it)."""
+    from mzsr_tf.atomic import check_output_folder
+    run, directory = run_config_from_flags(args, stage)
+    check_output_folder(directory, "--checkpoint-dir" if getattr(args, "checkpoint_dir", None) else "checkpoint_dir")
+    return run, directory
+
+
 def _report_training(result) -> int:
     log.info("[*] %s: step %d, checkpoint %s", result.status, result.step, result.checkpoint)
     return EXIT_OK
@@ -508,7 +518,7 @@ def meta_train_from_flags(args) -> int:
     """``scripts/main.py --train``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
     def train(args) -> int:
         from mzsr_tf.meta_train import run_meta_training
-        run, directory = run_config_from_flags(args, MetaTrainConfig)
+        run, directory = _training_folder(args, MetaTrainConfig)
         return _report_training(run_meta_training(run, directory, requested_step=args.step))
     return run_command(train, args)
 
@@ -517,7 +527,7 @@ def pretrain_from_flags(args) -> int:
     """``scripts/pretrain.py``: 0 done or interrupted (saved), 1 non-finite loss, 2 bad input."""
     def train(args) -> int:
         from mzsr_tf.pretrain import run_pretraining
-        run, directory = run_config_from_flags(args, PretrainConfig)
+        run, directory = _training_folder(args, PretrainConfig)
         return _report_training(run_pretraining(run, directory, requested_step=args.step))
     return run_command(train, args)
 

@@ -342,13 +342,21 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
     time a record is read, drawn from stateless seeds ``(seed, read count)``.
     """
     from mzsr_tf.data.pipelines import meta_task_dataset
+
+    seed = config.seed if seed is None else seed
+    return meta_task_dataset(record_patches(config, source, seed), config, seed, start_step=start_step)
+
+
+def record_patches(config: MetaTrainConfig, source: Any = None, seed: Optional[int] = None) -> tf.data.Dataset:
+    """The HR patches ``[P, P, C]`` of ``task_dataset``'s ``source`` (a dataset is returned as it is): the
+    records are read and checked here (a ``RecordError`` naming the file), and cut to ``patch_size``."""
     from mzsr_tf.data.records import LABEL_KEY, read_patches, shapes_from_metadata
 
     seed = config.seed if seed is None else seed
     if source is None:
         source = config.tfrecord_path
     if isinstance(source, tf.data.Dataset):
-        return meta_task_dataset(source, config, seed, start_step=start_step)
+        return source
     try:
         shape = tuple(shapes_from_metadata(source, [LABEL_KEY])[LABEL_KEY])
     except ValueError:
@@ -368,7 +376,7 @@ def task_dataset(config: MetaTrainConfig, source: Any = None,
             return tf.image.stateless_random_crop(patch, [size, size, config.channels], crop_seed)
 
         patches = patches.repeat().enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    return meta_task_dataset(patches, config, seed, start_step=start_step)
+    return patches
 
 
 # --------------------------------------------------------------------------- the run
@@ -402,7 +410,8 @@ def run_meta_training(run: RunConfig, directory: str, *, source: Any = None,
     process.
     """
     strategy = strategy or make_strategy(run.runtime.strategy)
-    # the transfer weights are found (or refused) before the run folder is made
+    # the records are read and checked, and the transfer weights found (or refused), before the run folder is made
+    source = record_patches(run.train, source)
     transfer = None if latest_checkpoint(directory) else resolve_transfer(run.train.transfer_checkpoint)
     return train_in_folder(run, directory, strategy, lambda chief: _meta_train_locked(
         run, directory, source, strategy, chief, requested_step, guard, transfer))

@@ -109,7 +109,10 @@ def run_pretraining(run: RunConfig, directory: str, *, source: Any = None,
     as for meta-training).  Raises ``NonFiniteLossError`` (nothing saved) when the loss becomes NaN
     or Inf.
     """
+    from mzsr_tf.data.pipelines import pretrain_pairs
     strategy = strategy or make_strategy(run.runtime.strategy)
+    # the records are read and checked before the run folder is made
+    source = pretrain_pairs(run.train.tfrecord_path if source is None else source, run.train)
     return train_in_folder(run, directory, strategy, lambda chief: _pretrain_locked(
         run, directory, source, strategy, chief, requested_step, guard))
 

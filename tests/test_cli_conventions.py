@@ -230,3 +230,48 @@ def test_convert_checkpoint_on_a_full_disk_names_weights_without_tensorflow_inte
     assert _one_error_line(capsys.readouterr().err) == (
         f"error: cannot write the converted checkpoint: --weights {mount / 'out'}: No space left on device")
     assert left == []
+
+
+# --------------------------------------------------------------------------- training: records and run folder first
+
+TRAINING_SCRIPTS = [(cli.main_script, ["--train"]), (cli.pretrain_script, [])]
+
+
+@pytest.mark.parametrize("script, flags", TRAINING_SCRIPTS)
+def test_training_checks_the_records_before_making_the_run_folder(tmp_path, capsys, script, flags):
+    (tmp_path / "bad.tfrecord").write_bytes(b"")  # exists, holds no records
+    for records, reason in ((tmp_path / "missing.tfrecord", "record file not found"),
+                            (tmp_path / "bad.tfrecord", "contains no records")):
+        code = script(flags + ["--tfrecord", str(records), "--checkpoint-dir", str(tmp_path / "runs"),
+                               "--transfer", "none"][:None if flags else -2])
+        assert code == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert line.startswith(f"error: {records}") and reason in line, line
+        assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("script, flags", TRAINING_SCRIPTS)
+def test_training_into_a_read_only_checkpoint_dir_names_the_flag(tmp_path, capsys, script, flags):
+    from test_outputs import tmpfs
+    with tmpfs(tmp_path / "ro", "64k", read_only=True) as mount:
+        code = script(flags + ["--tfrecord", str(tmp_path / "missing.tfrecord"), "--checkpoint-dir", str(mount)])
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: --checkpoint-dir {mount / 'Model0'}: cannot write in {mount} (Read-only file system)")
+
+
+# --------------------------------------------------------------------------- estimate_kernel.py on a full disk
+
+@pytest.mark.parametrize("size, failing", [("20k", "chelsea_kernel.png"), ("48k", "estimation.json")])
+def test_estimate_kernel_on_a_full_disk_leaves_no_kernel_without_its_figure_or_record(tmp_path, capsys, size,
+                                                                                       failing):
+    """The demo's three inputs (sorted: astronaut, chelsea, coffee), each a 4 kB .mat and a 12 kB figure on tmpfs:
+    20k takes the first pair and chelsea's kernel, 48k every pair but not estimation.json."""
+    from test_outputs import tmpfs
+    with tmpfs(tmp_path / "small", size) as mount:
+        code = cli.estimate_kernel_script(["--inputpath", str(REPO / "dataset" / "demo" / "Input"),
+                                           "--savepath", str(mount)])
+        left = os.listdir(mount)
+    assert code == 1
+    assert _one_error_line(capsys.readouterr().err) == f"error: cannot write {mount / failing}: No space left on device"
+    assert left == []

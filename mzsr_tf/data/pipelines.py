@@ -77,14 +77,7 @@ def pretrain_dataset(source: Source, config: PretrainConfig, seed: int,
     ``imresize(lr, scale, kernel='cubic')``.  HR values are ``label / 255`` exactly.
     """
     size, channels = config.patch_size, config.channels
-    if size % config.scale:
-        raise ValueError(f"patch size {size} is not a multiple of the scale {config.scale}")
-    if isinstance(source, tf.data.Dataset):
-        pairs = source
-    else:
-        lr_size = size // config.scale
-        pairs = read_patch_pairs(source, (size, size, channels), (lr_size, lr_size, channels),
-                                 fmt=fmt, validate=validate)
+    pairs = pretrain_pairs(source, config, fmt, validate)
     pairs = _shuffled_forever(pairs, config.shuffle_buffer, seed)
     pairs = pairs.skip(start_step * config.batch_size).batch(config.batch_size, drop_remainder=True)
 
@@ -94,6 +87,19 @@ def pretrain_dataset(source: Source, config: PretrainConfig, seed: int,
         return tf.ensure_shape(ilr, [config.batch_size, size, size, channels]), hr
 
     return pairs.map(upscale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def pretrain_pairs(source: Source, config: PretrainConfig, fmt: Optional[str] = None,
+                   validate: bool = True) -> tf.data.Dataset:
+    """The ``(hr, lr)`` pairs of ``pretrain_dataset``'s ``source`` (a dataset is returned as it is): the
+    records are read and checked here (a ``RecordError`` naming the file)."""
+    size, channels = config.patch_size, config.channels
+    if size % config.scale:
+        raise ValueError(f"patch size {size} is not a multiple of the scale {config.scale}")
+    if isinstance(source, tf.data.Dataset):
+        return source
+    lr_size = size // config.scale
+    return read_patch_pairs(source, (size, size, channels), (lr_size, lr_size, channels), fmt=fmt, validate=validate)
 
 
 # --------------------------------------------------------------------------- meta-tasks
