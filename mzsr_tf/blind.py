@@ -21,6 +21,7 @@ images the estimates do worse than the fallback, the kernel errors and the secon
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -121,8 +122,12 @@ def estimate_image(image_path: str, save_dir: str, scale: float, estimator,
     os.makedirs(save_dir, exist_ok=True)
     kernel_file = os.path.join(save_dir, name + ".mat")
     kernels.save_kernel(kernel_file, kernel)
-    figure_file = plots.plot_kernel(kernel, os.path.join(save_dir, name + FIGURE_SUFFIX),
-                                    title=f"{name}: estimated kernel (x{scale:g})")
+    try:  # the kernel and its figure appear together or not at all
+        figure_file = plots.plot_kernel(kernel, os.path.join(save_dir, name + FIGURE_SUFFIX),
+                                        title=f"{name}: estimated kernel (x{scale:g})")
+    except Exception:
+        _remove_files([kernel_file])
+        raise
     return EstimatedKernel(name, kernel, kernel_file, figure_file, seconds)
 
 
@@ -145,13 +150,23 @@ def estimate_folder(input_dir: str, save_dir: str, scale: float, estimator, seed
     check_estimable(paths, estimator)
     atomic.check_output_folder(save_dir, "--savepath")
     estimates: List[EstimatedKernel] = []
-    for index, path in enumerate(paths):
-        estimate = estimate_image(path, save_dir, scale, estimator, seed, log)
-        estimates.append(estimate)
-        log(f"[{index + 1}/{len(paths)}] {estimate.image}: {estimate.seconds:.1f} s -> {estimate.kernel_file}")
-    record = estimation_record(estimates, scale, estimator, seed)
-    atomic.write_json(os.path.join(save_dir, ESTIMATION_RECORD), record)
+    try:
+        for index, path in enumerate(paths):
+            estimate = estimate_image(path, save_dir, scale, estimator, seed, log)
+            estimates.append(estimate)
+            log(f"[{index + 1}/{len(paths)}] {estimate.image}: {estimate.seconds:.1f} s -> {estimate.kernel_file}")
+        record = estimation_record(estimates, scale, estimator, seed)
+        atomic.write_json(os.path.join(save_dir, ESTIMATION_RECORD), record)
+    except OSError:  # a failed write (a full disk): the kernels without their record go too
+        _remove_files([file for e in estimates for file in (e.kernel_file, e.figure_file)])
+        raise
     return record
+
+
+def _remove_files(paths: Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 class EstimatingKernels:
