@@ -2,7 +2,9 @@
 
 - ``sgd_loop``: ``len(rates)`` steps as one ``tf.while_loop`` inside a graph; the meta-test
   (``mzsr_tf.meta_test.MetaTester``) and the ZSSR baseline (``mzsr_tf.evaluate``) run it;
-- ``adapt_steps``: the same steps eager, one Python step at a time, as a readable reference.
+- ``adapt_steps``: the same steps eager, one Python step at a time, as a readable reference;
+- ``sgd_steps``: eager steps on whatever computes the loss and its gradients (the tiled meta-test's
+  ``mzsr_tf.tiling.Tiler.loss_and_gradients``, for images too large for one graph).
 
 What to adapt on (the son, its cubic upscale, the learning rates) and what to do with the adapted
 weights is the meta-test's business (``mzsr_tf.meta_test``).
@@ -50,4 +52,24 @@ def adapt_steps(params: Sequence[tf.Tensor], son_ilr: tf.Tensor, father: tf.Tens
     for rate in rates:
         params, loss = inner.inner_step(forward, params, son_ilr, father, rate)
         losses.append(loss)
+    return params, losses
+
+
+def sgd_steps(loss_and_gradients: Callable[[List[tf.Tensor]], Tuple[tf.Tensor, List[tf.Tensor]]],
+              params: Sequence[tf.Tensor], rates: Sequence[float],
+              after_step: Callable[[int, List[tf.Tensor]], None] = None) -> Tuple[List[tf.Tensor], List[float]]:
+    """``len(rates)`` plain-SGD steps ``p - rate * g`` (float32, as ``inner.inner_step``), eager.
+
+    ``loss_and_gradients(params) -> (loss, grads)`` gives the loss before the step and its gradients;
+    ``after_step(n, params)`` runs after step ``n`` (1-based). Returns the adapted parameters and the losses.
+    """
+    params = [tf.convert_to_tensor(p) for p in params]
+    losses = []
+    for n, rate in enumerate(rates, 1):
+        loss, grads = loss_and_gradients(params)
+        rate = tf.constant(rate, params[0].dtype)
+        params = [p - rate * g for p, g in zip(params, grads)]
+        losses.append(float(loss))
+        if after_step is not None:
+            after_step(n, params)
     return params, losses

@@ -244,6 +244,10 @@ class AdaptationConfig:
                             "of the scale ('exact'; beyond the reference, mzsr_tf.meta_test.father_shape) or of the "
                             "whole input ('reference'; its direct-subsampling grid is stretched when a side is not a "
                             "multiple of the scale)", choices=SON_GRIDS)
+    son_crops: int = _option(0, "fast mode (beyond the paper): each step on this many seeded random crops of the "
+                             "son instead of the whole son, so a step costs the same at any size (0: the whole "
+                             "son, the paper)", low=0)
+    son_crop_size: int = _option(64, "side of the fast mode's crops, in input pixels", low=MIN_TILE)
 
     def __post_init__(self):
         check_fields(self)

@@ -51,6 +51,7 @@ from mzsr_tf.degradation import degrade
 from mzsr_tf.imresize import imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.meta_test import MetaTester, check_kernel_fits, father_shape, paired_paths, read_pair
+from mzsr_tf.tiling import TilePolicy
 from mzsr_tf.model import forward
 from mzsr_tf.testsets import BicubicScenario, DEGRADATION_ORDER, KERNEL_FILE, PaperKernel, get_kernel, paper_results
 
@@ -354,7 +355,8 @@ def cell_setting(cell: Cell, preset: Optional[str] = None) -> Setting:
 
 def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], max_steps: int,
                  zssr: Optional[ZSSRConfig], self_ensemble: bool = False,
-                 son_grid: str = DEFAULT_SON_GRID) -> Dict[Setting, PresetRunners]:
+                 son_grid: str = DEFAULT_SON_GRID, tiling: Optional[TilePolicy] = None,
+                 son_crops: int = 0) -> Dict[Setting, PresetRunners]:
     """The runners of each ``(preset, scale)`` setting, with the weights of ``checkpoints[preset]``.
 
     Settings given the same checkpoint path share one network, read once.  ``zssr`` None: no ZSSR
@@ -376,7 +378,8 @@ def load_runners(checkpoints: Mapping[str, str], settings: Sequence[Setting], ma
         model, prefix = networks[path]
         config = get_preset(preset_name).adaptation_config(scale=scale, num_steps=max_steps, son_grid=son_grid)
         runners[preset_name, scale] = PresetRunners(
-            tester=MetaTester(model.trainable_variables, dataclasses.replace(config, self_ensemble=self_ensemble)),
+            tester=MetaTester(model.trainable_variables,
+                              dataclasses.replace(config, self_ensemble=self_ensemble, son_crops=son_crops), tiling),
             zssr=ZSSRBaseline(model.trainable_variables, config, zssr) if zssr is not None else None,
             checkpoint=prefix)
     return runners
@@ -486,7 +489,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
              baselines: Sequence[str] = ("bicubic",), zssr: ZSSRConfig = ZSSRConfig(),
              figure_images: Optional[Sequence[str]] = None,
              log: Callable[[str], None] = print, self_ensemble: bool = False,
-             preset: Optional[str] = None, limit: int = 0, son_grid: str = DEFAULT_SON_GRID) -> Dict:
+             preset: Optional[str] = None, limit: int = 0, son_grid: str = DEFAULT_SON_GRID,
+             tiling: Optional[TilePolicy] = None, son_crops: int = 0) -> Dict:
     """Score every image of every cell; returns the results (``write_results`` saves them).
 
     Args:
@@ -506,6 +510,8 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         instead of the one its kernel names, e.g. ``multiscale`` on ×2 and ×4 kernels (``cell_setting``).
       limit: > 0 evaluates only the first ``limit`` images (sorted by name) of each set, e.g. a
         validation subset.
+      tiling: how the MZSR columns tile each image (``mzsr_tf.tiling.TilePolicy``; default: whole images).
+      son_crops: the MZSR columns' fast mode (``AdaptationConfig.son_crops``; 0: the paper's whole-son steps).
       son_grid: ``"exact"`` (the default) or ``"reference"`` (``mzsr_tf.meta_test.father_shape``); the results
         record it, and tables label the rows made with the reference's.
 
@@ -525,7 +531,7 @@ def evaluate(cells: Sequence[Cell], checkpoints: Mapping[str, str], steps: Seque
         raise EvaluationError(f"limit must be >= 0 (0: every image), got {limit}")
     settings = _settings_with_checkpoints(cells, checkpoints, preset)
     runners = load_runners(checkpoints, settings, max(steps), zssr if "zssr" in baselines else None, self_ensemble,
-                           son_grid)
+                           son_grid, tiling, son_crops)
     image_kernels = check_cells(cells)
     columns = table_columns(steps, baselines)
     work = [(cell, index, pair) for cell in cells

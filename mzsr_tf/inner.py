@@ -30,6 +30,24 @@ def l1_loss(label: tf.Tensor, output: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(label, dtype) - tf.cast(output, dtype)))
 
 
+def loss_and_gradients(forward: ForwardFn, params: Sequence[tf.Tensor], inputs: tf.Tensor, labels: tf.Tensor,
+                       loss_scale: float = 1.0) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """``L1(labels, forward(params, inputs))`` and its gradients with respect to ``params`` (``inner_step``'s
+    arguments; an enclosing tape records the computation, for second-order meta-gradients)."""
+    # Keras 3 variables are not tf.Variables: read them as tensors (an enclosing tape still sees the read)
+    params = [p if isinstance(p, tf.Variable) else tf.convert_to_tensor(p) for p in params]
+    with tf.GradientTape() as tape:
+        for p in params:
+            if not isinstance(p, tf.Variable):
+                tape.watch(p)
+        loss = l1_loss(labels, forward(params, inputs))
+        scaled_loss = loss * loss_scale if loss_scale != 1.0 else loss
+    grads = tape.gradient(scaled_loss, params)
+    if loss_scale != 1.0:
+        grads = [g / loss_scale for g in grads]
+    return loss, grads
+
+
 def inner_step(forward: ForwardFn, params: Sequence[tf.Tensor], inputs: tf.Tensor, labels: tf.Tensor,
                inner_lr, first_order: bool = False,
                loss_scale: float = 1.0) -> Tuple[List[tf.Tensor], tf.Tensor]:
@@ -54,17 +72,8 @@ def inner_step(forward: ForwardFn, params: Sequence[tf.Tensor], inputs: tf.Tenso
             params, loss = inner_step(forward, params, ilr, hr, rate)
         sr = forward(params, ilr)                              # ilr, hr, sr: [1, H, W, 3] in [0, 1]
     """
-    # Keras 3 variables are not tf.Variables: read them as tensors (an enclosing tape still sees the read)
     params = [p if isinstance(p, tf.Variable) else tf.convert_to_tensor(p) for p in params]
-    with tf.GradientTape() as tape:
-        for p in params:
-            if not isinstance(p, tf.Variable):
-                tape.watch(p)
-        loss = l1_loss(labels, forward(params, inputs))
-        scaled_loss = loss * loss_scale if loss_scale != 1.0 else loss
-    grads = tape.gradient(scaled_loss, params)
-    if loss_scale != 1.0:
-        grads = [g / loss_scale for g in grads]
+    loss, grads = loss_and_gradients(forward, params, inputs, labels, loss_scale)
     if first_order:
         grads = [tf.stop_gradient(g) for g in grads]
     inner_lr = tf.cast(inner_lr, params[0].dtype)

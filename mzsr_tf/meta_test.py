@@ -41,12 +41,13 @@ import numpy as np
 import tensorflow as tf
 
 from mzsr_tf import atomic, degradation, inner, metrics, self_ensemble
-from mzsr_tf.adaptation import sgd_loop
+from mzsr_tf.adaptation import sgd_loop, sgd_steps
 from mzsr_tf.config import DEFAULT_SON_GRID, SON_GRIDS, AdaptationConfig
 from mzsr_tf.data.images import list_images, read_image
 from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.model import compute_dtype, forward
+from mzsr_tf.tiling import CropGradients, TilePolicy, Tiler
 
 
 class MetaTestError(ValueError):
@@ -57,6 +58,17 @@ MIN_SON_SIDE = 4
 """The son (the input down-scaled once more) must be at least this many pixels on each side: it is the
 adaptation's only training input, and below 4x4 it holds no structure to learn from (the network's
 3x3 convolutions would see mostly padding). At x2 an input needs 7 pixels or more per side, at x4 13."""
+
+
+CROP_SEED_SALT = 1 << 20
+"""Added to the second entry of an image's seed for the fast mode's crops, so they are drawn apart from the son's
+noise (which uses the seed itself)."""
+
+
+def peak_memory_bytes() -> int:
+    """The process's peak resident memory so far, in bytes (``ru_maxrss``; KiB on Linux)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def expected_sr_shape(lr_shape, scale: float) -> Tuple[int, int]:
@@ -74,12 +86,13 @@ class AdaptationResult:
     """What one meta-test produced.
 
     ``sr`` and ``initial_sr`` are float32 HWC in [0, 1] (the network's output after and before the
-    adaptation, clipped); ``son_losses[i]`` is the L1 loss on the son before step ``i``;
-    ``seconds`` is the wall time of the whole adaptation including both forward passes.
+    adaptation, clipped; ``initial_sr`` is ``None`` when ``adapt(keep_initial=False)``); ``son_losses[i]`` is
+    the L1 loss on the son before step ``i``; ``seconds`` is the wall time of the whole adaptation including
+    the forward passes.
     """
 
     sr: np.ndarray
-    initial_sr: np.ndarray
+    initial_sr: Optional[np.ndarray]
     son_losses: np.ndarray
     seconds: float
 
@@ -116,9 +129,13 @@ class MetaTester:
         result.sr, result.son_losses                             # [2H, 2W, 3] in [0, 1]; [10]
     """
 
-    def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig):
+    def __init__(self, params: Sequence[tf.Variable], config: AdaptationConfig,
+                 tiling: Optional[TilePolicy] = None):
         self.params = list(params)
         self.config = config
+        self.tiling = tiling or TilePolicy()
+        self.last_tile = 0  # the tile side the last image ran with (0: the whole image at once)
+        self._tilers: Dict[Tuple[int, str], Tiler] = {}
         image = tf.TensorSpec([None, None, None], tf.float32)
         shape = tf.TensorSpec([2], tf.int32)
         rates = tf.TensorSpec([None], tf.float32)
@@ -133,6 +150,24 @@ class MetaTester:
             lambda lr, father_hw, out_hw, rate_list, record_at, noise_seed: self._run(
                 lr, None, father_hw, out_hw, rate_list, record_at, noise_seed),
             autograph=False, input_signature=[image, shape, shape, rates, record, seed])
+        self._son_with_kernel = tf.function(
+            self._son_input, autograph=False,
+            input_signature=[image, tf.TensorSpec([None, None], tf.float32), shape, seed])
+        self._son_bicubic = tf.function(
+            lambda lr, father_hw, noise_seed: self._son_input(lr, None, father_hw, noise_seed),
+            autograph=False, input_signature=[image, shape, seed])
+
+    def _son_input(self, lr, kernel, father_hw, noise_seed):
+        """``(son_ilr, father)``, each ``[H', W', C]``: the father is ``lr[:father_hw[0], :father_hw[1]]``
+        (``father_shape``), the son its degradation by ``kernel`` (``None``: bicubic), ``son_ilr`` the son's
+        up-scaling back to the father's shape: the adaptation's input and label."""
+        cfg = self.config
+        down_kernel = degradation.CUBIC if kernel is None else kernel
+        father = lr[:father_hw[0], :father_hw[1]]
+        son = degradation.tf_degrade(father, down_kernel, cfg.scale, ds_method=cfg.ds_method,
+                                     noise_std=cfg.noise_std, seed=noise_seed)
+        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(father)[:2], kernel=cfg.upscale_method)
+        return son_ilr, father
 
     def _run(self, lr, kernel, father_hw, out_hw, rates, record, noise_seed):
         """The graph: son, ``len(rates)`` steps, and the SR image after ``n`` steps wherever ``record[n]``.
@@ -142,11 +177,8 @@ class MetaTester:
         Returns ``(srs [count(record), H, W, C], son_losses [len(rates)])``.
         """
         cfg = self.config
-        down_kernel = degradation.CUBIC if kernel is None else kernel
-        father = lr[:father_hw[0], :father_hw[1]]
-        son = degradation.tf_degrade(father, down_kernel, cfg.scale, ds_method=cfg.ds_method,
-                                     noise_std=cfg.noise_std, seed=noise_seed)
-        son_ilr = tf_imresize(son, cfg.scale, output_shape=tf.shape(father)[:2], kernel=cfg.upscale_method)[None]
+        son_ilr, father = self._son_input(lr, kernel, father_hw, noise_seed)
+        son_ilr = son_ilr[None]
         lr_ilr = tf_imresize(lr, cfg.scale, output_shape=out_hw, kernel=cfg.upscale_method)[None]
         net = functools.partial(forward, compute_dtype=compute_dtype(cfg.precision))
         # float16 gradients of a mean L1 loss underflow without scaling; bfloat16 has float32's range
@@ -165,7 +197,11 @@ class MetaTester:
         return srs.stack(), losses
 
     def _execute(self, lr, kernel, step_counts, output_shape, seed):
-        """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``."""
+        """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``.
+
+        The whole image in one graph, or tile by tile (``mzsr_tf.tiling``) when ``self.tiling`` gives
+        this image a tile smaller than it; both make the same steps up to float rounding.
+        """
         cfg = self.config
         check_son_size(lr.shape, cfg.scale, "given to MetaTester.adapt", cfg.son_grid, cfg.ds_method)
         father_hw = father_shape(lr.shape, cfg.scale, cfg.son_grid, cfg.ds_method)
@@ -174,9 +210,14 @@ class MetaTester:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
         if output_shape is None:
             output_shape = expected_sr_shape(lr.shape, cfg.scale)
+        self.last_tile = self.tiling.tile_for(lr.shape, cfg.scale, len(self.params) // 2, len(counts))
+        start = time.perf_counter()
+        if self.last_tile or cfg.son_crops:
+            srs, losses = self._execute_tiled(lr, kernel, counts, output_shape, seed, father_hw,
+                                              self.last_tile or max(lr.shape[:2]))
+            return srs, losses, time.perf_counter() - start
         record = np.zeros(counts[-1] + 1, bool)
         record[counts] = True
-        start = time.perf_counter()
         args = (tf.constant(lr, tf.float32),)
         if kernel is not None:
             args += (tf.constant(kernel, tf.float32),)
@@ -188,6 +229,57 @@ class MetaTester:
         srs = dict(zip(counts, srs.numpy()))
         return srs, losses.numpy(), time.perf_counter() - start
 
+    def _tiler(self, tile: int) -> Tiler:
+        """The ``Tiler`` of ``tile`` at the current precision (kept: its functions are traced once)."""
+        cfg = self.config
+        key = (tile, cfg.precision)
+        if key not in self._tilers:
+            net = functools.partial(forward, compute_dtype=compute_dtype(cfg.precision))
+            self._tilers[key] = Tiler(net, len(self.params) // 2, tile,
+                                      loss_scale=inner.inner_loss_scale(cfg.precision))
+        return self._tilers[key]
+
+    def _execute_tiled(self, lr, kernel, counts, output_shape, seed, father_hw, tile):
+        """``_execute``'s steps tile by tile: the son whole (it is the input's size), then each step's
+        loss and gradients (of the whole son, or with ``config.son_crops`` of random crops of it) and each
+        recorded SR image tile by tile, reporting to ``self.tiling.progress``."""
+        cfg = self.config
+        lr_tensor = tf.constant(lr, tf.float32)
+        if kernel is None:
+            son_ilr, father = self._son_bicubic(lr_tensor, tf.constant(father_hw, tf.int32),
+                                                tf.constant(seed, tf.int32))
+        else:
+            son_ilr, father = self._son_with_kernel(lr_tensor, tf.constant(kernel, tf.float32),
+                                                    tf.constant(father_hw, tf.int32), tf.constant(seed, tf.int32))
+        # the father is the top-left corner of the input: a view of it, not the graph's copy
+        del lr_tensor, father
+        father = lr[:father_hw[0], :father_hw[1]]
+        tiler = self._tiler(tile)
+        report = self.tiling.progress
+
+        def after_step(step, params):  # step 0: the starting weights
+            if step in counts:
+                tiler.progress = report and functools.partial(report, "SR", step)
+                srs[step] = tiler.forward(params, lr, cfg.scale, output_shape)
+            tiler.progress = report and functools.partial(report, "step", step + 1)
+
+        srs = {}
+        after_step(0, [tf.convert_to_tensor(p) for p in self.params])
+        if cfg.son_crops:
+            crops = CropGradients(tiler.net, cfg.son_crops, cfg.son_crop_size, (seed[0], seed[1] + CROP_SEED_SALT),
+                                  tiler.loss_scale)
+
+            def gradients(params):
+                loss_and_grads = crops(params, son_ilr, father)
+                if tiler.progress is not None:
+                    tiler.progress(1, 1)
+                return loss_and_grads
+        else:
+            def gradients(params):
+                return tiler.loss_and_gradients(params, son_ilr, father)
+        _, losses = sgd_steps(gradients, self.params, cfg.inner_lr.rates(counts[-1]), after_step)
+        return srs, np.asarray(losses, np.float32)
+
     def _back_project(self, sr, lr, kernel):
         cfg = self.config
         down_kernel = degradation.CUBIC if kernel is None else kernel
@@ -196,26 +288,29 @@ class MetaTester:
         return np.asarray(sr, np.float32)
 
     def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
-              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
-              ) -> AdaptationResult:
+              output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0),
+              keep_initial: bool = True) -> AdaptationResult:
         """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
 
         ``output_shape`` is the SR image's ``(H, W)``; by default ``expected_sr_shape``
         (``ceil(scale * lr.shape[:2])``). ``seed`` feeds the son's noise (used only when
-        ``config.noise_std > 0``).
+        ``config.noise_std > 0``). ``keep_initial=False`` skips the SR image before adaptation
+        (``initial_sr`` is then ``None``): one forward pass and one output-sized image less.
         """
         num_steps = self.config.num_steps
+        counts = (0, num_steps) if keep_initial else (num_steps,)
         if self.config.self_ensemble:
             if output_shape is None:
                 output_shape = expected_sr_shape(lr.shape, self.config.scale)
-            run = self_ensemble.adapt_at_steps(self, lr, kernel, (0, num_steps), output_shape, seed)
-            return AdaptationResult(sr=run.srs[num_steps], initial_sr=run.srs[0], son_losses=run.son_losses,
-                                    seconds=run.seconds)
-        srs, losses, seconds = self._execute(lr, kernel, (0, num_steps), output_shape, seed)
+            run = self_ensemble.adapt_at_steps(self, lr, kernel, counts, output_shape, seed)
+            return AdaptationResult(sr=run.srs[num_steps], initial_sr=run.srs.get(0) if keep_initial else None,
+                                    son_losses=run.son_losses, seconds=run.seconds)
+        srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed)
         sr = srs[num_steps]
         if self.config.back_projection:
             sr = self._back_project(sr, lr, kernel)
-        return AdaptationResult(sr=sr, initial_sr=srs[0], son_losses=losses, seconds=seconds)
+        return AdaptationResult(sr=sr, initial_sr=srs[0] if keep_initial else None, son_losses=losses,
+                                seconds=seconds)
 
     def adapt_at_steps(self, lr: np.ndarray, kernel: Optional[np.ndarray], step_counts: Sequence[int],
                        output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0)
@@ -438,7 +533,7 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
     for index, (path, lr, gt, (kernel, origin)) in enumerate(zip(input_paths, images, gts, inputs.kernels)):
         name = os.path.splitext(os.path.basename(path))[0]
         out_shape = gt.shape[:2] if gt is not None else expected_sr_shape(lr.shape, cfg.scale)
-        result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0))
+        result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0), keep_initial=gt is not None)
         sr_uint8 = metrics.to_uint8(result.sr)
         atomic.write_png(os.path.join(out_dir, name + ".png"), sr_uint8)
         record = {"name": name, "input": path, "kernel": origin, "seconds": result.seconds,
@@ -455,6 +550,9 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
                 final_ssim=metrics.ssim_y(sr_uint8, gt, shave))
             line += (f", PSNR initial {record['initial_psnr']:.4f} final {record['final_psnr']:.4f}"
                      f", SSIM final {record['final_ssim']:.4f}")
+        tile = getattr(tester, "last_tile", 0)
+        record.update(tile=tile, peak_memory_bytes=peak_memory_bytes())
+        line += f", tile {tile or 'whole image'}, peak memory {record['peak_memory_bytes'] / 1e9:.2f} GB"
         log(line)
         records.append(record)
 

@@ -25,6 +25,7 @@ with a ``MetaTester`` and returns what ``MetaTester.adapt_at_steps`` returns.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Optional, Sequence, Tuple
 
@@ -90,8 +91,6 @@ def adapt_at_steps(tester, lr: np.ndarray, kernel: Optional[np.ndarray], step_co
     turned back (float32 ``[*output_shape, 3]`` in [0, 1]); ``son_losses`` are the identity member's;
     ``seconds`` the whole ensemble's.  Transform ``t``'s son noise uses seed ``(seed[0], 8 * seed[1] + t)``.
     """
-    from mzsr_tf.meta_test import MultiStepResult
-
     start = time.perf_counter()
     sums = {}
     son_losses = None
@@ -107,4 +106,5 @@ def adapt_at_steps(tester, lr: np.ndarray, kernel: Optional[np.ndarray], step_co
         if index == 0:
             son_losses = run.son_losses
     srs = {n: (total / TRANSFORM_COUNT).astype(np.float32) for n, total in sums.items()}
-    return MultiStepResult(srs=srs, son_losses=son_losses, seconds=time.perf_counter() - start)
+    # the members' own result type (meta_test.MultiStepResult), so this module need not import meta_test back
+    return dataclasses.replace(run, srs=srs, son_losses=son_losses, seconds=time.perf_counter() - start)

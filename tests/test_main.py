@@ -392,3 +392,48 @@ def test_a_non_integer_or_odd_scale_runs_end_to_end(workspace, capsys, tmp_path,
     code = main(common + ["--inputpath", str(tmp_path / "small"), "--gtpath", "", "--savepath", str(tmp_path / "nogt")])
     assert code == 0, capsys.readouterr().err
     assert iio.imread(tmp_path / "nogt" / "02" / "a.png").shape == no_gt_out + (3,)
+
+
+# --------------------------------------------------------------------------- tiles (large images)
+
+def test_tiled_run_writes_the_whole_image_runs_numbers(workspace, capsys, tmp_path):
+    """--tile 16 (2 x 2 gradient tiles and 3 x 3 forward tiles on the 18x20 input a; the 15x14 input b fits
+    in one tile, so it runs whole) against --tile 0."""
+    results = {}
+    for tile in ("0", "16"):
+        code, out, err = _run(workspace, capsys, "--num", "2", "--tile", tile, "--savepath", str(tmp_path / tile))
+        assert code == 0, err
+        results[tile] = json.loads((tmp_path / tile / "02" / "results.json").read_text())
+        if tile == "16":
+            assert ", tile 16, peak memory " in out and "adaptation step 2: 4 tiles" in err
+            assert "SR image after 2 step(s): 9 tiles" in err
+        else:
+            assert ", tile whole image, peak memory " in out
+    for whole, tiled in zip(results["0"]["images"], results["16"]["images"]):
+        assert (whole["tile"], tiled["tile"]) == (0, 16 if whole["name"] == "a" else 0)
+        assert tiled["final_psnr"] == pytest.approx(whole["final_psnr"], abs=0.01)
+        a = iio.imread(tmp_path / "0" / "02" / f"{whole['name']}.png").astype(int)
+        b = iio.imread(tmp_path / "16" / "02" / f"{whole['name']}.png").astype(int)
+        assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tile", "8"], "argument --tile: 8 is smaller than 16 pixels"),
+    (["--tile", "-2"], "argument --tile: must be 0 (the whole image), a positive number of pixels or 'auto'"),
+    (["--tile", "big"], "argument --tile: expected 'auto' or a whole number of pixels, got 'big'"),
+    (["--max-memory", "0"], "argument --max-memory: must be positive, got 0"),
+    (["--max-memory", "2X"], "argument --max-memory: expected a size such as 2G"),
+])
+def test_bad_tile_flags_are_refused_by_the_parser(capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_main().main(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_max_memory_too_small_for_any_tile_names_the_input_before_loading(workspace, capsys, tmp_path,
+                                                                           no_checkpoint_loading):
+    code, out, err = _run(workspace, capsys, "--max-memory", "1M", "--savepath", str(tmp_path / "out"))
+    assert code == 2
+    assert err.startswith(f"error: {workspace / 'LR' / 'a.png'}: max memory 0.00 GB is too small for a 18x20 input")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
