@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from mzsr_tf import kernels
+from mzsr_tf.metrics import luminance
 from mzsr_tf.config import ConfigError, _option, check_fields
 
 MIN_IMAGE_SIDE = 32
@@ -82,14 +83,6 @@ class EdgeKernelConfig:
         check_fields(self)
         if self.min_variance >= self.max_variance:
             raise ConfigError("EdgeKernelConfig.min_variance must be below max_variance")
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """float64 ``[H, W]`` luminance (0.299 R + 0.587 G + 0.114 B) of a ``[H, W, 3]`` or ``[H, W]`` image."""
-    image = np.asarray(image, np.float64)
-    if image.ndim == 3:
-        return image[..., :3] @ np.array([0.299, 0.587, 0.114]) if image.shape[2] >= 3 else image[..., 0]
-    return image
 
 
 def _gradients(y: np.ndarray, sigma: float) -> Tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from mzsr_tf.config import ConfigError, _option, check_fields
+from mzsr_tf.metrics import luminance, modcrop
 
 __all__ = [
     "KernelGANConfig", "ImageTooSmallError", "KernelEstimator", "estimate_kernel", "kernel_error",
@@ -453,10 +454,6 @@ def minimum_image_size(config: KernelGANConfig = KernelGANConfig()) -> int:
     return config.crop_size
 
 
-def _luminance(image: np.ndarray) -> np.ndarray:
-    return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
-
-
 class KernelEstimator:
     """A KernelGAN estimator; one object can estimate the kernels of many images (of any size) and
     keeps its compiled training step between them (:meth:`estimate`).
@@ -683,8 +680,8 @@ def _prepare_image(lr, config: KernelGANConfig) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2) if not config.luminance else image
     elif config.luminance:
-        image = _luminance(image)[:, :, None]
-    return image[:image.shape[0] - image.shape[0] % 2, :image.shape[1] - image.shape[1] % 2]
+        image = luminance(image).astype(np.float32)[:, :, None]
+    return modcrop(image, 2)
 
 
 def estimate_kernel(lr: np.ndarray, scale: int = 2, config: KernelGANConfig = KernelGANConfig(),

@@ -53,6 +53,15 @@ def rgb2y(img: np.ndarray) -> np.ndarray:
             + 16 / 255.0)
 
 
+def luminance(image: np.ndarray) -> np.ndarray:
+    """float64 ``[H, W]`` luminance (0.299 R + 0.587 G + 0.114 B, no offset: not ``rgb2y``'s MATLAB Y) of a
+    ``[H, W, 3]`` or ``[H, W]`` image, in the image's own range (the kernel estimators' grey image)."""
+    image = np.asarray(image, np.float64)
+    if image.ndim == 3:
+        return image[..., :3] @ np.array([0.299, 0.587, 0.114]) if image.shape[2] >= 3 else image[..., 0]
+    return image
+
+
 def modcrop(img: np.ndarray, modulo) -> np.ndarray:
     """Crop the bottom/right so height and width are multiples of ``modulo`` (as the reference).
 

@@ -146,5 +146,6 @@ def test_pretrain_pairs_check_shapes():
         P.extract_pairs(_noise(100, 140), _noise(50, 70), 33, 2, 40)
 
 
-def test_modcrop():
-    assert P.modcrop(np.zeros((101, 77, 3)), 4).shape == (100, 76, 3)
+def test_modcrop_of_the_records_is_the_metrics_one():
+    from mzsr_tf.metrics import modcrop
+    assert modcrop(np.zeros((101, 77, 3)), 4).shape == (100, 76, 3)

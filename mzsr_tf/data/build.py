@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from mzsr_tf import atomic
+from mzsr_tf import atomic, metrics
 from mzsr_tf.data import images as images_lib
 from mzsr_tf.data import patches as patches_lib
 from mzsr_tf.data import records as records_lib
@@ -143,7 +143,7 @@ def build_records(label_folders: Union[str, os.PathLike, Sequence[Union[str, os.
             kept = patches_lib.extract_patches(image, recipe.patch_size, recipe.stride,
                                                recipe.gradient_threshold, name=path)
         else:
-            hr = patches_lib.modcrop(image, recipe.scale)
+            hr = metrics.modcrop(image, recipe.scale)
             patches_lib.check_patch_fits(hr.shape, recipe.patch_size, path)
             kept, lr = patches_lib.extract_pairs(hr, bicubic_lr(hr, recipe.scale), recipe.patch_size,
                                                  recipe.scale, recipe.stride,

@@ -82,12 +82,6 @@ def extract_patches(image: np.ndarray, patch_size: int, stride: int,
     return patches[passes_gradient_filter(patches, threshold)]
 
 
-def modcrop(image: np.ndarray, modulo: int) -> np.ndarray:
-    """``image`` cropped at the bottom/right to a multiple of ``modulo`` in height and width."""
-    height, width = image.shape[:2]
-    return image[:height - height % modulo, :width - width % modulo]
-
-
 def extract_pairs(hr: np.ndarray, lr: np.ndarray, patch_size: int, scale: int, stride: int,
                   threshold: float = GRADIENT_LOG_THRESHOLD,
                   name: str = "image") -> Tuple[np.ndarray, np.ndarray]:
