@@ -21,6 +21,7 @@ of the image (a kernel estimator).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from typing import Callable, NamedTuple, Optional, Union
@@ -209,6 +210,24 @@ def check_kernel(kernel, source: str = "kernel", normalize: bool = False) -> np.
     return array
 
 
+def even_size_warning(kernel: np.ndarray, source: str) -> Optional[str]:
+    """The ``warning:`` line for a kernel of even height or width (accepted, as the reference does), saying
+    where its centre falls; ``None`` for an odd-sized kernel."""
+    height, width = kernel.shape
+    if height % 2 and width % 2:
+        return None
+    return (f"warning: {source}: the kernel is {height}x{width}, an even size: its centre falls between pixels, "
+            f"at row {(height - 1) / 2:g}, column {(width - 1) / 2:g} (0 = its first), so the son is shifted by "
+            "half a pixel against the input")
+
+
+def _warn_if_even(kernel: np.ndarray, source: str) -> np.ndarray:
+    warning = even_size_warning(kernel, source)
+    if warning:
+        logging.getLogger(__name__).info("%s", warning)
+    return kernel
+
+
 def _read_mat_v73(path: str):
     """The ``kernel`` variable of a MATLAB v7.3 (HDF5) file, transposed to row-major, and the keys."""
     import h5py
@@ -317,7 +336,7 @@ class KernelSource:
     @classmethod
     def fixed(cls, kernel, origin: str, normalize: bool = False) -> "KernelSource":
         """One kernel (a 2-D array, checked) for every image; ``origin`` names it (e.g. its file)."""
-        checked = check_kernel(kernel, source=origin, normalize=normalize)
+        checked = _warn_if_even(check_kernel(kernel, source=origin, normalize=normalize), origin)
         description = f"kernel {origin} ({checked.shape[0]}x{checked.shape[1]})"
         if normalize:
             description += f", normalised to sum 1 (its sum: {np.asarray(kernel, np.float64).sum():.6g})"
@@ -346,7 +365,7 @@ class KernelSource:
             if not os.path.isfile(path):
                 raise KernelError(f"no kernel for image {image_path} in kernel folder {folder} "
                                   f"(expected {stem}.mat)")
-            return ImageKernel(load_kernel(path, normalize=normalize), path)
+            return ImageKernel(_warn_if_even(load_kernel(path, normalize=normalize), path), path)
 
         description = f"kernels: one per image, {os.path.join(folder, '<image name>.mat')}"
         if normalize:

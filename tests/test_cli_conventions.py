@@ -275,3 +275,24 @@ def test_estimate_kernel_on_a_full_disk_leaves_no_kernel_without_its_figure_or_r
     assert code == 1
     assert _one_error_line(capsys.readouterr().err) == f"error: cannot write {mount / failing}: No space left on device"
     assert left == []
+
+
+# --------------------------------------------------------------------------- an even-sized kernel
+
+def test_an_even_sized_kernel_is_accepted_with_a_warning_saying_where_its_centre_falls(tiny_workspace, tmp_path,
+                                                                                       capsys):
+    import numpy as np
+    from mzsr_tf import kernels
+    kernels.save_kernel(tmp_path / "k4.mat", np.full((4, 4), 1 / 16))
+    code = cli.main_script(["--inputpath", str(tiny_workspace / "LR"), "--gtpath", "",
+                            "--kernelpath", str(tmp_path / "k4.mat"), "--num", "1",
+                            "--checkpoint", str(tiny_workspace / "ckpt" / "weights"),
+                            "--savepath", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warnings = [line for line in captured.out.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {tmp_path / 'k4.mat'}: the kernel is 4x4, an even size: its centre falls between "
+                        "pixels, at row 1.5, column 1.5 (0 = its first), so the son is shifted by half a pixel "
+                        "against the input"]
+    assert sorted(os.listdir(tmp_path / "out" / "01")) == ["im0.png", "im1.png", "im2.png", "results.json"]
+    assert kernels.even_size_warning(np.ones((5, 5)) / 25, "odd") is None
