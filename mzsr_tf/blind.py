@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -31,7 +30,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from mzsr_tf import atomic, kernels
-from mzsr_tf.config import DEFAULT_SON_GRID
+from mzsr_tf.config import DEFAULT_SON_GRID, read_json_object
 from mzsr_tf.data.images import list_images
 from mzsr_tf.edge_kernel import EdgeKernelConfig, EdgeKernelError, EdgeKernelEstimator
 from mzsr_tf.kernel_estimation import ImageTooSmallError, KernelEstimator, KernelGANConfig, kernel_error
@@ -303,8 +302,7 @@ def blind_benchmark(testset_dir: str, set_names: Sequence[str], checkpoint: str,
                 raise MetaTestError(f"no {name} estimates for {cell.set_name}: {record_path} is missing (make them "
                                     f"with scripts/estimate_kernel.py --estimator {name} --inputpath {cell.input_dir} "
                                     f"--savepath {os.path.join(root, cell.set_name)})")
-            with open(record_path) as f:
-                estimation[name][cell.set_name] = json.load(f)
+            estimation[name][cell.set_name] = read_json_object(record_path, "kernel estimates", MetaTestError)
     assumptions = ["true"] + [f"estimated:{name}" for name in estimated] + ["bicubic", "g20"]
     reusable = reusable_evaluations(previous, checkpoint, steps, [cell.set_name for cell in cells], estimation)
     evaluations = {}

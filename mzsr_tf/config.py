@@ -587,17 +587,24 @@ def save_config(path: str, config: Any) -> None:
     write_json(path, data)
 
 
-def read_json_object(path: str, what: str = "") -> Dict[str, Any]:
-    """The JSON object in the file ``path``; a ``ConfigError`` naming the file when it cannot be read or
-    holds something else (``what`` says what the object should hold, e.g. ``"MetaTrainConfig options"``)."""
+def read_json_object(path: str, what: str = "", error: type = None,
+                     missing_ok: bool = False) -> Optional[Dict[str, Any]]:
+    """The JSON object in the file ``path``: the project's one JSON reader.
+
+    An ``error`` (default ``ConfigError``) naming the file when it cannot be read or holds something other
+    than an object (``what`` says what the object should hold, e.g. ``"MetaTrainConfig options"``);
+    ``missing_ok``: ``None`` when there is no such file.
+    """
+    error = error or ConfigError
+    if missing_ok and not os.path.isfile(path):
+        return None
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: cannot read a JSON object ({error})") from None
+    except (OSError, ValueError) as problem:
+        raise error(f"{path}: cannot read a JSON object{' of ' + what if what else ''} ({problem})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object{' of ' + what if what else ''}, "
-                          f"got {type(data).__name__}")
+        raise error(f"{path}: expected a JSON object{' of ' + what if what else ''}, got {type(data).__name__}")
     return data
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from mzsr_tf import atomic, metrics
 from mzsr_tf.checkpoints import load_weights
-from mzsr_tf.config import AdaptationConfig, to_dict
+from mzsr_tf.config import AdaptationConfig, read_json_object, to_dict
 from mzsr_tf.kernels import load_kernel
 from mzsr_tf.meta_test import MetaTester, paired_paths, read_pair
 from mzsr_tf.model import MZSRNet
@@ -84,15 +84,9 @@ def curve_key(run_dir: str, folders: Mapping[str, Folder], config: AdaptationCon
 
 def read_curve(out_json: str) -> Optional[Mapping]:
     """The curve JSON at ``out_json`` (``None`` if there is none); ``ValueError`` naming it if unusable."""
-    if not os.path.exists(out_json):
-        return None
-    try:
-        with open(out_json) as f:
-            saved = json.load(f)
-        if not isinstance(saved, dict) or not isinstance(saved["rows"], list):
-            raise ValueError("no list of rows")
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{out_json}: not a learning-curve JSON ({error})") from None
+    saved = read_json_object(out_json, "a learning curve", ValueError, missing_ok=True)
+    if saved is not None and not isinstance(saved.get("rows"), list):
+        raise ValueError(f"{out_json}: not a learning-curve JSON (no list of rows)")
     return saved
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import zlib
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -55,6 +54,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from mzsr_tf import atomic, degradation, kernels, metrics
+from mzsr_tf.config import read_json_object
 from mzsr_tf.data.images import IMAGE_EXTENSIONS, decode_image, image_files, is_grayscale, to_rgb_uint8
 
 MANIFEST = "testset.json"
@@ -404,11 +404,5 @@ def make_testset(hr_dir: str, out_dir: str, kernel_names: Sequence[str] = tuple(
 
 def read_manifest(testset_dir: str) -> Optional[Mapping]:
     """The ``testset.json`` of a test set, or None (e.g. the authors' downloaded folders have none)."""
-    path = os.path.join(testset_dir, MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as error:
-        raise TestSetError(f"{path}: cannot read the test-set manifest ({error})") from None
+    return read_json_object(os.path.join(testset_dir, MANIFEST), "the test-set manifest", TestSetError,
+                            missing_ok=True)

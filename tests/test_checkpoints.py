@@ -514,13 +514,10 @@ def test_resolve_transfer_prefers_the_authors_pretrained_then_the_projects(tmp_p
     with pytest.raises(CheckpointError, match=r"checkpoints/Pretrained/Pretrained and "
                                               r"checkpoints/pretrained_x2/pretrained_x2 .*--transfer none"):
         resolve_transfer(TRANSFER_AUTO, str(tmp_path))
-    ours = tmp_path / "checkpoints" / "pretrained_x2"
-    ours.mkdir(parents=True)
-    (ours / "pretrained_x2.index").write_bytes(b"")
-    assert resolve_transfer(TRANSFER_AUTO, str(tmp_path)) == str(ours / "pretrained_x2")
-    authors = tmp_path / "checkpoints" / "Pretrained"
-    authors.mkdir()
-    (authors / "Pretrained.index").write_bytes(b"")
-    assert resolve_transfer(TRANSFER_AUTO, str(tmp_path)) == str(authors / "Pretrained")
+    for name in ("pretrained_x2/pretrained_x2", "Pretrained/Pretrained"):  # ours, then the authors' beside it
+        prefix = tmp_path / "checkpoints" / name
+        prefix.parent.mkdir(parents=True)
+        (tmp_path / "checkpoints" / (name + ".index")).write_bytes(b"")
+        assert resolve_transfer(TRANSFER_AUTO, str(tmp_path)) == str(prefix)
     assert resolve_transfer("some/prefix", str(tmp_path)) == "some/prefix"
     assert resolve_transfer(None, str(tmp_path)) is None

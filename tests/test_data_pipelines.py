@@ -195,10 +195,16 @@ def test_meta_tasks_from_record_files(tmp_path, name, fmt):
     np.testing.assert_array_equal(batch["labela"][0][0], PATCHES[0].astype(np.float32) / 255)
 
 
+def _pair_records(tmp_path, count):
+    """``count`` pretraining pairs (12x12 HR, 6x6 LR) written to ``pairs.tfrecord``; returns ``(hr, lr)``."""
+    hr = _smooth_patches(count, 12, seed=1)
+    lr = _smooth_patches(count, 6, seed=2)
+    write_records(tmp_path / "pairs.tfrecord", [{"label": hr, "image": lr}], count)
+    return hr, lr
+
+
 def test_pretrain_batches_upscale_the_lr_with_cubic_imresize(tmp_path):
-    hr = _smooth_patches(6, 12, seed=1)
-    lr = _smooth_patches(6, 6, seed=2)
-    write_records(tmp_path / "pairs.tfrecord", [{"label": hr, "image": lr}], 6)
+    hr, lr = _pair_records(tmp_path, 6)
     config = PretrainConfig(patch_size=12, scale=2, batch_size=3, shuffle_buffer=1)
     iterator = iter(pretrain_dataset(tmp_path / "pairs.tfrecord", config, seed=0))
     for start in (0, 3):
@@ -341,9 +347,7 @@ def test_meta_tasks_from_a_start_step_are_the_uninterrupted_streams(tmp_path, na
 
 
 def test_pretrain_batches_from_a_start_step_are_the_uninterrupted_streams(tmp_path):
-    hr = _smooth_patches(10, 12, seed=1)
-    lr = _smooth_patches(10, 6, seed=2)
-    write_records(tmp_path / "pairs.tfrecord", [{"label": hr, "image": lr}], 10)
+    _pair_records(tmp_path, 10)
     config = PretrainConfig(patch_size=12, scale=2, batch_size=3, shuffle_buffer=4)
     straight = iter(pretrain_dataset(tmp_path / "pairs.tfrecord", config, seed=3))
     labels = [next(straight)[1].numpy() for _ in range(7)]  # 21 pairs: three epochs of 10

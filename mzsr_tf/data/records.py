@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from mzsr_tf import atomic
+from mzsr_tf.config import read_json_object
 
 LABEL_KEY = "label"
 IMAGE_KEY = "image"
@@ -103,14 +104,7 @@ def sidecar_path(path: PathLike) -> str:
 
 def read_sidecar(path: PathLike) -> Optional[dict]:
     """The sidecar of ``path`` as a dict, or ``None`` when there is none."""
-    sidecar = sidecar_path(path)
-    if not os.path.isfile(sidecar):
-        return None
-    try:
-        with open(sidecar) as f:
-            return json.load(f)
-    except (OSError, ValueError) as exc:
-        raise RecordError(f"{sidecar}: unreadable sidecar ({exc})") from None
+    return read_json_object(sidecar_path(path), "record metadata (the sidecar)", RecordError, missing_ok=True)
 
 
 def resolve_record_files(path: PathSpec) -> List[str]:
