@@ -1233,9 +1233,11 @@ def convert_checkpoint_from_flags(args) -> int:
         from mzsr_tf import checkpoints
         from mzsr_tf.config import ModelConfig
         from mzsr_tf.model import MZSRNet
-        from mzsr_tf.atomic import check_output_folder
+        from mzsr_tf.atomic import check_output_file, check_output_folder
         model_config = _with_option("--width/--depth", f"{args.width}/{args.depth}",
                                     lambda: ModelConfig(width=args.width, depth=args.depth))
+        if args.weights:  # before the sources load
+            check_output_file(args.weights + ".index", "--weights")
         for flag, folder in (("--tf2-checkpoint", args.tf2_checkpoint), ("--saved-model", args.saved_model)):
             if folder:
                 check_output_folder(folder, flag)  # before the sources load

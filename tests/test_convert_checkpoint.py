@@ -96,11 +96,14 @@ def test_bad_network_shape_exits_2(convert, tf1_prefix, tmp_path, capsys):
            "expected [3, 3, 3, 32]" in capsys.readouterr().err
 
 
-def test_unwritable_output_exits_1(convert, tf1_prefix, tmp_path, capsys):
+def test_unwritable_output_exits_2_before_loading(convert, tf1_prefix, tmp_path, capsys):
+    """--weights is checked writable before the sources load, as the other outputs: bad input, one line."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    assert convert([tf1_prefix, "--weights", str(blocker / "weights")]) == 1
-    assert capsys.readouterr().err.startswith("error: cannot write the converted checkpoint: ")
+    assert convert([tf1_prefix, "--weights", str(blocker / "weights")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --weights {blocker / 'weights'}.index: ") and err.count("\n") == 1, err
+    assert "is a file, not a folder" in err
 
 
 def test_runs_as_a_script(tmp_path):
