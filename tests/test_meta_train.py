@@ -354,9 +354,10 @@ def test_matches_the_reference_meta_step(golden_dir, reference_dir):
             trainer.step.assign(int(global_step))
             before = [v.numpy() for v in trainer.variables]
             grads, metrics = trainer.compute_gradients(tasks)
-            # Same float32 ops in the same order for the losses: they agree exactly.
-            assert metrics["pre_update_loss"] == golden[f"{case}__pre_update_loss"]
-            np.testing.assert_array_equal(metrics["query_losses"], golden[f"{case}__query_losses"])
+            # Same float32 ops in the same order for the losses: they agreed exactly on the TensorFlow this test was written with;
+            # 2.21's CPU convolutions round differently (observed: 1 ulp, 2e-7 relative).
+            assert metrics["pre_update_loss"] == pytest.approx(golden[f"{case}__pre_update_loss"], rel=4e-7, abs=0)
+            np.testing.assert_allclose(metrics["query_losses"], golden[f"{case}__query_losses"], rtol=4e-7, atol=0)
             np.testing.assert_allclose(metrics["loss_weights"], golden[f"{case}__loss_weights"], rtol=1e-6)
             assert metrics["objective"] == pytest.approx(golden[f"{case}__weighted_objective"], rel=1e-6)
             trainer.train_step(tasks)
