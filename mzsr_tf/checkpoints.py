@@ -34,7 +34,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from mzsr_tf.config import TRANSFER_AUTO, TRANSFER_CANDIDATES, ModelConfig
+from mzsr_tf.config import PRESETS, TRANSFER_AUTO, TRANSFER_CANDIDATES, ModelConfig, Preset, get_preset
 from mzsr_tf.model import MZSRNet, SCOPE, forward, param_shapes
 
 log = logging.getLogger(__name__)
@@ -460,6 +460,51 @@ def resolve_transfer(path: Optional[str], repo_root: str = REPO_ROOT) -> Optiona
         f"no pre-trained weights to start from: looked for {' and '.join(TRANSFER_CANDIDATES)} (the authors' "
         f"Pretrained, or the project's own from scripts/pretrain.py); pass --transfer PREFIX, or --transfer "
         f"none for random weights")
+
+
+
+# --------------------------------------------------------------------------- the checkpoint of a preset
+
+def checkpoint_for_preset(requested: Optional[str], preset: Preset, repo_root: str = REPO_ROOT) -> str:
+    """``requested`` if given; else the authors' published file for ``preset`` if it was dropped
+    into ``checkpoints/Model/``; else the project's own model for the preset, if there is one."""
+    if requested:
+        return requested
+    candidates = [preset.published_checkpoint]
+    if preset.project_checkpoint:
+        candidates.append(preset.project_checkpoint)
+    for candidate in candidates:
+        path = os.path.join(repo_root, candidate)
+        if os.path.exists(path + ".index") or os.path.isdir(path):
+            if candidate != preset.published_checkpoint:
+                log.info("no published %s checkpoint at %s; using the project's own model %s",
+                         preset.reference_name, preset.published_checkpoint, candidate)
+            return path
+    raise CheckpointError(
+        f"no checkpoint for --model {preset.model_index} ({preset.reference_name}): looked for "
+        + " and ".join(candidates) + "; pass --checkpoint PREFIX")
+
+
+def checkpoints_for_presets(entries: Optional[Sequence[str]], presets: Sequence[str],
+                            repo_root: str = REPO_ROOT) -> Dict[str, str]:
+    """The checkpoint of each preset from ``--checkpoint`` entries.
+
+    An entry is ``PATH`` (for every preset) or ``PRESET=PATH`` (e.g. ``bicubic_x2=checkpoints/Model/
+    Bicubicx2``); a preset with neither gets ``checkpoint_for_preset``'s default (the authors' file in
+    ``checkpoints/Model/`` or the project's own model).
+    """
+    common, by_preset = None, {}
+    for entry in entries or []:
+        name, sep, path = entry.partition("=")
+        if sep and name in PRESETS:
+            by_preset[name] = path
+        elif common is not None:
+            raise CheckpointError(f"--checkpoint: two paths for every preset ({common}, {entry}); "
+                                  "use PRESET=PATH to give one per preset")
+        else:
+            common = entry
+    return {preset: by_preset.get(preset) or checkpoint_for_preset(common, get_preset(preset), repo_root)
+            for preset in presets}
 
 
 # --------------------------------------------------------------------------- TF2 training checkpoints

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The blind benchmark: MZSR on random-kernel test sets given true, estimated, no (bicubic) and fixed kernels.
 
-Flags, examples and exit codes: `python scripts/blind_benchmark.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/blind_benchmark.py --help` (defined in mzsr_tf/cli/blind_benchmark.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fit the edge-based kernel estimator's calibration on training images.
 
-Flags, examples and exit codes: `python scripts/calibrate_edge_kernel.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/calibrate_edge_kernel.py --help` (defined in mzsr_tf/cli/calibrate_edge_kernel.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert an MZSR checkpoint (the authors' TF1 files, or any checkpoint mzsr-tf reads), or average several.
 
-Flags, examples and exit codes: `python scripts/convert_checkpoint.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/convert_checkpoint.py --help` (defined in mzsr_tf/cli/convert_checkpoint.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Estimate the blur kernel of each image of a folder from the image alone (KernelGAN).
 
-Flags, examples and exit codes: `python scripts/estimate_kernel.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/estimate_kernel.py --help` (defined in mzsr_tf/cli/estimate_kernel.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark table: MZSR after n steps beside bicubic and ZSSR-like baselines, on paper test sets.
 
-Flags, examples and exit codes: `python scripts/evaluate.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/evaluate.py --help` (defined in mzsr_tf/cli/evaluate.py).
 """
 import os
 import sys

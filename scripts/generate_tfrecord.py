@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cut training patches from folders of HR images into TFRecord (the reference's schema) or HDF5.
 
-Flags, examples and exit codes: `python scripts/generate_tfrecord.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/generate_tfrecord.py --help` (defined in mzsr_tf/cli/generate_tfrecord.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Meta-test every checkpoint of a training run on image folders and plot PSNR against meta-iteration.
 
-Flags, examples and exit codes: `python scripts/learning_curve.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/learning_curve.py --help` (defined in mzsr_tf/cli/learning_curve.py).
 """
 import os
 import sys

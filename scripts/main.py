@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """MZSR with the reference's flags: meta-test a folder of LR images (default), or meta-train (--train).
 
-Flags, examples and exit codes: `python scripts/main.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/main.py --help` (defined in mzsr_tf/cli/main.py).
 """
 import os
 import sys

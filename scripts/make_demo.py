@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate dataset/demo/ (LR inputs, GT, kernel.mat) from scikit-image's public-domain sample photographs.
 
-Flags, examples and exit codes: `python scripts/make_demo.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/make_demo.py --help` (defined in mzsr_tf/cli/make_demo.py).
 """
 import os
 import sys

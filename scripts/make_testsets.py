@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the paper's benchmark test sets: LR inputs, kernel.mat and modcropped GT for each kernel.
 
-Flags, examples and exit codes: `python scripts/make_testsets.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/make_testsets.py --help` (defined in mzsr_tf/cli/make_testsets.py).
 """
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Large-scale "bicubic" pretraining of the MZSR network (the reference's Large-Scale_Training).
 
-Flags, examples and exit codes: `python scripts/pretrain.py --help` (defined in mzsr_tf/cli.py).
+Flags, examples and exit codes: `python scripts/pretrain.py --help` (defined in mzsr_tf/cli/pretrain.py).
 """
 import os
 import sys

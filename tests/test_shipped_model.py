@@ -87,7 +87,7 @@ def test_models_1_2_and_3_fall_back_to_the_projects_own_model_and_say_so(caplog,
                                                                         reference_name, project_checkpoint):
     import logging
     from mzsr_tf.checkpoints import CheckpointError
-    from mzsr_tf.cli import checkpoint_for_preset
+    from mzsr_tf.checkpoints import checkpoint_for_preset
     preset = get_preset(preset_name)
     with caplog.at_level(logging.INFO, logger="mzsr_tf"):
         path = checkpoint_for_preset(None, preset, str(REPO))
