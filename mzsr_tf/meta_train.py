@@ -64,9 +64,9 @@ from mzsr_tf.checkpoints import load_weights, resolve_transfer
 from mzsr_tf.config import MetaTrainConfig, RunConfig
 from mzsr_tf.data.pipelines import BLUR_FREE_KEY, TASK_KEYS, task_keys
 from mzsr_tf.inner import ForwardFn, inner_loss_scale
-from mzsr_tf.model import MZSRNet, compute_dtype, forward
+from mzsr_tf.model import compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree, latest_checkpoint,
-                              make_adam, make_strategy, open_run_state, per_replica_batch,
+                              make_strategy, make_trainer_state, open_run_state, per_replica_batch,
                               run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
@@ -205,11 +205,7 @@ class MetaTrainer:
         self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(self.precision))
         self.inner_loss_scale = inner_loss_scale(self.precision)
         self.inner_rates = config.inner_rates()  # Python floats, read outside the traced functions
-        with self.strategy.scope():
-            self.model = MZSRNet(run.model, seed=config.seed)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.optimizer = make_adam(config.meta_lr, self.precision)
-            self.optimizer.build(self.model.trainable_variables)
+        self.model, self.step, self.optimizer = make_trainer_state(run, self.strategy, config.seed, config.meta_lr)
         self._step_fn = tf.function(self._distributed_step)
         self._gradients_fn = tf.function(self._distributed_gradients)
         self._query_output_fn = tf.function(self._query_output)

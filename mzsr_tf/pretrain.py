@@ -26,9 +26,9 @@ import tensorflow as tf
 
 from mzsr_tf.config import PretrainConfig, RunConfig
 from mzsr_tf.inner import l1_loss
-from mzsr_tf.model import MZSRNet, compute_dtype, forward
+from mzsr_tf.model import compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
-                              make_adam, make_strategy, open_run_state, per_replica_batch,
+                              make_strategy, make_trainer_state, open_run_state, per_replica_batch,
                               run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,8 @@ class Pretrainer:
         self.strategy = strategy or make_strategy(run.runtime.strategy)
         per_replica_batch(self.strategy, config.batch_size, "batch_size")
         self.forward_fn = functools.partial(forward, compute_dtype=compute_dtype(run.runtime.precision))
-        with self.strategy.scope():
-            self.model = MZSRNet(run.model, seed=config.seed)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.optimizer = make_adam(lambda: learning_rate_at(self.step, config), run.runtime.precision)
-            self.optimizer.build(self.model.trainable_variables)
+        self.model, self.step, self.optimizer = make_trainer_state(
+            run, self.strategy, config.seed, lambda step: lambda: learning_rate_at(step, config))
         self._step_fn = tf.function(self._distributed_step)
         self._output_fn = tf.function(lambda ilr: self.forward_fn(self.model.trainable_variables, ilr))
 

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -42,6 +42,7 @@ from tensorflow.core.framework import summary_pb2
 from mzsr_tf.checkpoints import make_manager, restore_latest, save_checkpoint
 from mzsr_tf.config import (STRATEGIES, ConfigError, RunConfig, RuntimeConfig, load_run_config,
                             save_run_config)
+from mzsr_tf.model import MZSRNet
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,21 @@ def make_adam(learning_rate: Any, precision: str) -> keras.optimizers.Optimizer:
     ``mixed_float16``."""
     adam = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ADAM_EPSILON)
     return keras.optimizers.LossScaleOptimizer(adam) if needs_loss_scaling(precision) else adam
+
+
+def make_trainer_state(run: RunConfig, strategy: tf.distribute.Strategy, seed: Optional[int],
+                       learning_rate: Any) -> Tuple[MZSRNet, tf.Variable, keras.optimizers.Optimizer]:
+    """What a trainer of either stage trains, made in ``strategy``'s scope: the network of ``run.model``
+    (initialised with ``seed``), the int64 step counter (0) and Adam (``make_adam``) built on the network's
+    variables.  ``learning_rate`` is a number, or a function of the step counter returning Adam's
+    learning rate (a schedule read at each step)."""
+    with strategy.scope():
+        model = MZSRNet(run.model, seed=seed)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        optimizer = make_adam(learning_rate(step) if callable(learning_rate) else learning_rate,
+                              run.runtime.precision)
+        optimizer.build(model.trainable_variables)
+    return model, step, optimizer
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
