@@ -67,7 +67,8 @@ from mzsr_tf.inner import ForwardFn, inner_loss_scale
 from mzsr_tf.model import compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree, latest_checkpoint,
                               make_strategy, make_trainer_state, open_run_state, per_replica_batch,
-                              run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
+                              run_loop, split_across_replicas, stage_config, train_in_folder, write_images,
+                              write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +193,7 @@ class MetaTrainer:
     """
 
     def __init__(self, run: RunConfig, strategy: Optional[tf.distribute.Strategy] = None):
-        if not isinstance(run.train, MetaTrainConfig):
-            raise TypeError(f"MetaTrainer needs a RunConfig whose train is a MetaTrainConfig, "
-                            f"got {type(run.train).__name__}")
-        config = run.train
+        config = stage_config(run, MetaTrainConfig, "MetaTrainer")
         self.run = run
         self.config = config
         self.precision = run.runtime.precision

@@ -29,7 +29,8 @@ from mzsr_tf.inner import l1_loss
 from mzsr_tf.model import compute_dtype, forward
 from mzsr_tf.training import (LoopResult, LoopSettings, RunState, SignalGuard, check_workers_agree,
                               make_strategy, make_trainer_state, open_run_state, per_replica_batch,
-                              run_loop, split_across_replicas, train_in_folder, write_images, write_scalars)
+                              run_loop, split_across_replicas, stage_config, train_in_folder, write_images,
+                              write_scalars)
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,7 @@ class Pretrainer:
     """
 
     def __init__(self, run: RunConfig, strategy: Optional[tf.distribute.Strategy] = None):
-        if not isinstance(run.train, PretrainConfig):
-            raise TypeError(f"Pretrainer needs a RunConfig whose train is a PretrainConfig, "
-                            f"got {type(run.train).__name__}")
-        config = run.train
+        config = stage_config(run, PretrainConfig, "Pretrainer")
         self.run = run
         self.config = config
         self.strategy = strategy or make_strategy(run.runtime.strategy)

@@ -199,6 +199,14 @@ def make_adam(learning_rate: Any, precision: str) -> keras.optimizers.Optimizer:
     return keras.optimizers.LossScaleOptimizer(adam) if needs_loss_scaling(precision) else adam
 
 
+def stage_config(run: RunConfig, stage: type, trainer: str) -> Any:
+    """``run.train``, which the ``trainer`` class needs to be a ``stage`` config (a ``TypeError`` if not)."""
+    if not isinstance(run.train, stage):
+        raise TypeError(f"{trainer} needs a RunConfig whose train is a {stage.__name__}, "
+                        f"got {type(run.train).__name__}")
+    return run.train
+
+
 def make_trainer_state(run: RunConfig, strategy: tf.distribute.Strategy, seed: Optional[int],
                        learning_rate: Any) -> Tuple[MZSRNet, tf.Variable, keras.optimizers.Optimizer]:
     """What a trainer of either stage trains, made in ``strategy``'s scope: the network of ``run.model``
