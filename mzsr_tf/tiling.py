@@ -89,7 +89,8 @@ class Tiler:
       loss_scale: as ``mzsr_tf.inner.inner_step``'s (float16 gradients).
       progress: called with ``(tiles done, tiles)`` after each tile.
 
-    The per-tile functions are ``tf.function``s with dynamic shapes, traced once for all tiles.
+    The per-tile functions are ``tf.function``s with an input signature of dynamic image shapes, traced once
+    for all tiles (and once per scale for the forward pass).
     """
 
     def __init__(self, net: Callable, depth: int, tile: int, loss_scale: float = 1.0,
@@ -101,8 +102,30 @@ class Tiler:
         self.tile = tile
         self.loss_scale = loss_scale
         self.progress = progress
-        self._tile_gradients = tf.function(self._gradients_of_tile, autograph=False, reduce_retracing=True)
-        self._tile_forward = tf.function(self._forward_of_tile, autograph=False, reduce_retracing=True)
+        self._tile_gradients = None   # traced once for every tile shape (see _traced)
+        self._tile_forwards = {}      # one per scale
+
+    @staticmethod
+    def _signature(params: Sequence[tf.Tensor], image_rank_specs: Sequence[tf.TensorSpec]):
+        """An input signature: the parameters' own shapes, then images and indices of any size."""
+        return [[tf.TensorSpec(p.shape, tf.float32) for p in params]] + list(image_rank_specs)
+
+    def _traced_gradients(self, params):
+        if self._tile_gradients is None:
+            image = tf.TensorSpec([None, None, None], tf.float32)
+            self._tile_gradients = tf.function(
+                self._gradients_of_tile, autograph=False, input_signature=self._signature(
+                    params, [image, image, tf.TensorSpec([4], tf.int32), tf.TensorSpec([], tf.float32)]))
+        return self._tile_gradients
+
+    def _traced_forward(self, params, scale: float):
+        if scale not in self._tile_forwards:
+            image = tf.TensorSpec([None, None, None], tf.float32)
+            self._tile_forwards[scale] = tf.function(
+                lambda params, lr_crop, out_hw, inner: self._forward_of_tile(params, lr_crop, out_hw, inner, scale),
+                autograph=False, input_signature=self._signature(
+                    params, [image, tf.TensorSpec([2], tf.int32), tf.TensorSpec([4], tf.int32)]))
+        return self._tile_forwards[scale]
 
     # ------------------------------------------------------------------ the gradient
 
@@ -135,7 +158,7 @@ class Tiler:
         for done, box in enumerate(boxes, 1):
             crop = with_halo(box, self.halo, height, width)
             rows, cols = _inner_slices(box, crop)
-            loss, tile_grads = self._tile_gradients(
+            loss, tile_grads = self._traced_gradients(params)(
                 list(params), son_ilr[crop[0]:crop[1], crop[2]:crop[3]],
                 father[box[0]:box[1], box[2]:box[3]],
                 tf.constant([rows.start, rows.stop, cols.start, cols.stop], tf.int32), count)
@@ -183,10 +206,10 @@ class Tiler:
             box_out = (out_at(box[0], height, out_h) if box[0] else 0, out_at(box[1], height, out_h),
                        out_at(box[2], width, out_w) if box[2] else 0, out_at(box[3], width, out_w))
             rows, cols = _inner_slices(box_out, crop_out)
-            tile_sr = self._tile_forward(
+            tile_sr = self._traced_forward(params, float(scale))(
                 list(params), tf.constant(lr[crop[0]:crop[1], crop[2]:crop[3]], tf.float32),
                 tf.constant([crop_out[1] - crop_out[0], crop_out[3] - crop_out[2]], tf.int32),
-                tf.constant([rows.start, rows.stop, cols.start, cols.stop], tf.int32), float(scale))
+                tf.constant([rows.start, rows.stop, cols.start, cols.stop], tf.int32))
             sr[box_out[0]:box_out[1], box_out[2]:box_out[3]] = tile_sr.numpy()
             if self.progress is not None:
                 self.progress(done, len(boxes))
