@@ -51,6 +51,9 @@ MIN_TILE = 16
 DEFAULT_MAX_MEMORY = 2 * 1024 ** 3
 """``--max-memory``'s default, 2 GiB: the peak memory ``--tile auto`` aims under (a laptop's share)."""
 
+PUBLISHED_MODEL_DIR = "checkpoints/Model"
+"""Where a user drops the authors' published meta-trained models (their repository's ``Model/`` folder)."""
+
 TRANSFER_AUTO = "auto"
 """``MetaTrainConfig.transfer_checkpoint``'s default: the first of ``TRANSFER_CANDIDATES`` that exists."""
 TRANSFER_CANDIDATES = ("checkpoints/Pretrained/Pretrained", "checkpoints/pretrained_x2/pretrained_x2")
@@ -464,8 +467,12 @@ class Preset:
     meta_batch_size: int
     task_batch_size: int
     scale_list: Tuple[float, ...]
-    published_checkpoint: str
     project_checkpoint: Optional[str] = None
+
+    @property
+    def published_checkpoint(self) -> str:
+        """Where the authors' files of this model go: ``checkpoints/Model/<reference_name>``."""
+        return f"{PUBLISHED_MODEL_DIR}/{self.reference_name}"
 
     def adaptation_config(self, **overrides: Any) -> AdaptationConfig:
         """The meta-test configuration of this preset, with ``overrides`` applied."""
@@ -485,26 +492,22 @@ PRESETS: Dict[str, Preset] = {
         name="direct_x2", reference_name="Directx2", model_index=0, scale=2.0, ds_method="direct",
         inner_lr=PiecewiseConstant((1, 4), (2e-2, 1e-2, 5e-3)),
         meta_batch_size=5, task_batch_size=4, scale_list=(2.0,),
-        published_checkpoint="checkpoints/Model/Directx2",
         project_checkpoint="checkpoints/direct_x2"),
     "multiscale": Preset(
         name="multiscale", reference_name="Multi-scale", model_index=1, scale=2.0, ds_method="direct",
         inner_lr=PiecewiseConstant((3,), (1e-2, 5e-3)),
         meta_batch_size=5, task_batch_size=8,
         scale_list=tuple(round(2.0 + 0.2 * i, 1) for i in range(11)),
-        published_checkpoint="checkpoints/Model/Multi-scale",
         project_checkpoint="checkpoints/multi_scale/multi_scale"),
     "bicubic_x2": Preset(
         name="bicubic_x2", reference_name="Bicubicx2", model_index=2, scale=2.0, ds_method="bicubic",
         inner_lr=PiecewiseConstant((3,), (1e-2, 1e-3)),
         meta_batch_size=4, task_batch_size=8, scale_list=(2.0,),
-        published_checkpoint="checkpoints/Model/Bicubicx2",
         project_checkpoint="checkpoints/bicubic_x2/bicubic_x2"),
     "direct_x4": Preset(
         name="direct_x4", reference_name="Directx4", model_index=3, scale=4.0, ds_method="direct",
         inner_lr=PiecewiseConstant((1, 5), (1e-2, 5e-3, 1e-3)),
         meta_batch_size=5, task_batch_size=8, scale_list=(4.0,),
-        published_checkpoint="checkpoints/Model/Directx4",
         project_checkpoint="checkpoints/direct_x4/direct_x4"),
 }
 

@@ -309,23 +309,25 @@ def test_non_finite_weight(tmp_path):
 def test_checkpoint_of_another_network(tmp_path):
     prefix = write_tf1_checkpoint(str(tmp_path / "ckpt" / "other"),
                                   {"generator/conv1/w": np.zeros((3, 3, 3, 8), np.float32)})
-    with pytest.raises(CheckpointError, match=r"holds neither the MZSR weights under their reference names nor a "
-                                              r"TF2 object graph\. Expected: MODEL/conv1/kernel \[3, 3, 3, 4\].* "
-                                              r"Found: generator/conv1/w \[3, 3, 3, 8\]"):
+    _both_readers_refuse(prefix, r"holds neither the MZSR weights under their reference names nor a TF2 object "
+                                 r"graph\. Expected: MODEL/conv1/kernel \[3, 3, 3, 4\].* Found: generator/conv1/w "
+                                 r"\[3, 3, 3, 8\]",
+                         r"is missing 6 of the 6 MZSR weight tensors: .*Found: generator/conv1/w")
+
+
+def _both_readers_refuse(prefix, load_message, read_message):
+    """``load_weights`` and ``read_tf1_weights`` each refuse ``prefix`` with a ``CheckpointError`` matching theirs."""
+    with pytest.raises(CheckpointError, match=load_message):
         load_weights(MZSRNet(TINY), prefix)
-    with pytest.raises(CheckpointError, match=r"is missing 6 of the 6 MZSR weight tensors: .*Found: "
-                                              r"generator/conv1/w"):
+    with pytest.raises(CheckpointError, match=read_message):
         read_tf1_weights(prefix, TINY)
 
 
 def test_tf2_checkpoint_without_a_model(tmp_path):
     prefix = tf.train.Checkpoint(net=MZSRNet(TINY), counter=tf.Variable(1)).write(str(tmp_path / "net"))
-    with pytest.raises(CheckpointError, match=r"TF2 checkpoint .*net has no 'model' object .*its top-level "
-                                              r"objects are: counter, net"):
-        load_weights(MZSRNet(TINY), prefix)
-    with pytest.raises(CheckpointError, match=r"missing 6 of the 6 .*\(it looks like a TF2 object-based "
-                                              r"checkpoint; read it with load_weights\)"):
-        read_tf1_weights(prefix, TINY)
+    _both_readers_refuse(prefix, r"TF2 checkpoint .*net has no 'model' object .*its top-level objects are: counter, net",
+                         r"missing 6 of the 6 .*\(it looks like a TF2 object-based checkpoint; read it with "
+                         r"load_weights\)")
 
 
 def test_tf2_checkpoint_of_another_shape(tmp_path):
