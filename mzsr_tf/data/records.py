@@ -227,22 +227,15 @@ def write_records(path: PathLike, batches: Iterable[Mapping[str, np.ndarray]], t
     return shards
 
 
-class _TFRecordShardWriter:
-    def __init__(self):
-        self._writer = None
+class _ShardWriter:
+    """What both shard writers share: ``_handle`` is the open file (or ``None``), closed once."""
 
-    def open(self, file: str, count: int, example_batch: Mapping[str, np.ndarray]) -> None:
-        self._writer = tf.io.TFRecordWriter(file)
-
-    def write(self, batch: Mapping[str, np.ndarray]) -> None:
-        keys = list(batch)
-        for i in range(len(batch[keys[0]])):
-            self._writer.write(serialize_example({k: batch[k][i] for k in keys}))
+    _handle = None
 
     def close(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()
 
     def abandon(self) -> None:
         """Close after a failure, ignoring errors (the file is removed anyway)."""
@@ -250,6 +243,18 @@ class _TFRecordShardWriter:
             self.close()
         except (OSError, tf.errors.OpError):
             pass
+
+
+class _TFRecordShardWriter(_ShardWriter):
+
+    def open(self, file: str, count: int, example_batch: Mapping[str, np.ndarray]) -> None:
+        self._handle = tf.io.TFRecordWriter(file)
+
+    def write(self, batch: Mapping[str, np.ndarray]) -> None:
+        keys = list(batch)
+        for i in range(len(batch[keys[0]])):
+            self._handle.write(serialize_example({k: batch[k][i] for k in keys}))
+
 
 
 def _check_free_space(file: str, data_bytes: int) -> None:
@@ -265,43 +270,31 @@ def _check_free_space(file: str, data_bytes: int) -> None:
                                     f"{needed / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)")
 
 
-class _HDF5ShardWriter:
+class _HDF5ShardWriter(_ShardWriter):
     def __init__(self, attrs: Optional[Mapping[str, object]]):
         self._attrs = dict(attrs or {})
-        self._file = None
         self._position = 0
 
     def open(self, file: str, count: int, example_batch: Mapping[str, np.ndarray]) -> None:
         _check_free_space(file, count * sum(int(np.prod(a.shape[1:])) for a in example_batch.values()))
-        self._file = h5py.File(file, "w")
+        self._handle = h5py.File(file, "w")
         self._position = 0
         for key, array in example_batch.items():
             if array.dtype != np.uint8:
                 raise ValueError(f"feature {key!r} must be uint8, got {array.dtype}")
             shape = (count,) + array.shape[1:]
             rows = max(1, min(count, _HDF5_CHUNK_BYTES // max(1, int(np.prod(array.shape[1:])))))
-            self._file.create_dataset(key, shape=shape, dtype=np.uint8,
+            self._handle.create_dataset(key, shape=shape, dtype=np.uint8,
                                       chunks=(rows,) + array.shape[1:], fletcher32=True)
         for name, value in self._attrs.items():
-            self._file.attrs[name] = json.dumps(value)
+            self._handle.attrs[name] = json.dumps(value)
 
     def write(self, batch: Mapping[str, np.ndarray]) -> None:
         n = len(next(iter(batch.values())))
         for key, array in batch.items():
-            self._file[key][self._position:self._position + n] = array
+            self._handle[key][self._position:self._position + n] = array
         self._position += n
 
-    def close(self) -> None:
-        if self._file is not None:
-            handle, self._file = self._file, None
-            handle.close()
-
-    def abandon(self) -> None:
-        """Close after a failure, ignoring errors (the file is removed anyway)."""
-        try:
-            self.close()
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------- checking
