@@ -229,14 +229,15 @@ class MemoryModel:
     son's making at 12 MP (36 B per input pixel beyond the input itself). The tiled mode's peak is the largest
     of its phases: making the son; a gradient step (the input and the son's ILR kept, one tile's activations);
     a forward pass (also the SR image of each recorded step, float32); writing the PNG (uint8 copy).
-    ``tiled_overhead`` covers the traces of the tile functions (one per distinct tile shape).
+    ``tiled_overhead`` covers the traces of the tile functions and what the model leaves out; it was raised from
+    0.2 to 0.35 GB after a 1024x816 input with its GT peaked at 2.27 GB under a 2 GiB limit.
     """
 
     base: float = 0.75e9
     whole_overhead: float = 0.1e9
     whole_per_input_pixel: float = 2300.0
     whole_per_output_pixel: float = 1000.0
-    tiled_overhead: float = 0.2e9
+    tiled_overhead: float = 0.35e9
     input_bytes: float = 24.0        # the float32 input and the son's ILR
     son_bytes: float = 36.0          # making the son, per input pixel, beyond the input
     output_bytes: float = 12.0       # one float32 RGB output pixel

@@ -114,7 +114,7 @@ def test_auto_tile_fits_the_memory_model():
                                                                                         DEPTH, 2.0)
     # with the SR image before adaptation kept too (a GT to score it), 2 GiB is too small at any tile
     with pytest.raises(TilingError, match=r"max memory 2.15 GB is too small for a 3000x4000 input even with "
-                                          r"16-pixel tiles \(about 2.5\d GB needed\)"):
+                                          r"16-pixel tiles \(about 2.\d\d GB needed\)"):
         policy.tile_for((3000, 4000, 3), 2.0, DEPTH, 2)
 
 
