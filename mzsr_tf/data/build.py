@@ -24,9 +24,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from mzsr_tf import atomic, metrics
-from mzsr_tf.data import images as images_lib
-from mzsr_tf.data import patches as patches_lib
-from mzsr_tf.data import records as records_lib
+import mzsr_tf.data.images as images_lib
+import mzsr_tf.data.patches as patches_lib
+import mzsr_tf.data.records as records_lib
 
 MODES = ("mzsr", "pretrain")
 _WRITE_BATCH = 2048
