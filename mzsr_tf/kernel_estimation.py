@@ -71,6 +71,7 @@ import tensorflow as tf
 
 from mzsr_tf.config import ConfigError, _option, check_fields
 from mzsr_tf.metrics import luminance, modcrop
+from mzsr_tf.training import make_adam
 
 __all__ = [
     "KernelGANConfig", "ImageTooSmallError", "KernelEstimator", "estimate_kernel", "kernel_error",
@@ -487,8 +488,11 @@ class KernelEstimator:
         self.d_sn_u = [zeros([s[-1]]) for s in d_shapes]  # spectral-norm power-iteration vectors
         self._g_vars = list(self.g_weights)
         self._d_vars = self.d_weights + self.d_biases + self.d_bn_gammas + self.d_bn_betas
-        self._g_adam = _Adam(self._g_vars, cfg.beta1)
-        self._d_adam = _Adam(self._d_vars, cfg.beta1)
+        # the project's Adam (TF1's epsilon), the authors' beta1; the learning rate is set at every step
+        self._g_adam = make_adam(cfg.g_lr, beta_1=cfg.beta1)
+        self._d_adam = make_adam(cfg.d_lr, beta_1=cfg.beta1)
+        self._g_adam.build(self._g_vars)
+        self._d_adam.build(self._d_vars)
         self._mask = tf.constant(boundaries_mask(cfg.support), tf.float32)
         self._bicubic = tf.constant(bicubic_downscale_kernel(cfg.support, 2), tf.float32)
         self._step = tf.function(self._train_step, reduce_retracing=True)
@@ -507,8 +511,8 @@ class KernelEstimator:
             var.assign(rng.normal(1.0, 0.02, var.shape).astype(np.float32))
         for var in self.d_sn_u:
             var.assign(_unit(rng, var.shape[0]))
-        self._g_adam.reset()
-        self._d_adam.reset()
+        for variable in self._g_adam.variables + self._d_adam.variables:  # fresh moments, step 0
+            variable.assign(tf.zeros_like(variable))
 
     # -- networks
     def _discriminator(self, images):
@@ -560,14 +564,14 @@ class KernelEstimator:
                       + cfg.boundaries_weight * boundaries_loss(kernel, self._mask)
                       + centre_weight * centre_of_mass_loss(kernel)
                       + sparsity_weight * sparsity_loss(kernel / tf.reduce_sum(tf.abs(kernel))))
-        self._g_adam.apply(tape.gradient(loss_g, self._g_vars), g_lr)
+        _adam_step(self._g_adam, tape.gradient(loss_g, self._g_vars), self._g_vars, g_lr)
 
         fake = to_d(apply_collapsed_kernel(g_input, collapsed_kernel(self.g_weights), 2))
         fake = tf.stop_gradient(fake + tf.random.stateless_normal(tf.shape(fake), seeds[1]) / 255.0)
         with tf.GradientTape() as tape:
             loss_d = 0.5 * (self._gan_loss(self._discriminator(real), 1.0)
                             + self._gan_loss(self._discriminator(fake), 0.0))
-        self._d_adam.apply(tape.gradient(loss_d, self._d_vars), d_lr)
+        _adam_step(self._d_adam, tape.gradient(loss_d, self._d_vars), self._d_vars, d_lr)
         return loss_bicubic, loss_gan, loss_d
 
     # -- the estimate
@@ -639,30 +643,10 @@ class KernelEstimator:
         return postprocess_kernel(raw, cfg.ksize, cfg.keep_largest)
 
 
-class _Adam:
-    """Adam (bias-corrected, eps 1e-8, beta2 0.999) over a fixed list of variables; the learning rate is
-    passed at each step (a tensor), the state is reset per estimate."""
-
-    def __init__(self, variables, beta1: float):
-        self.variables = variables
-        self.beta1 = beta1
-        self.beta2 = 0.999
-        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-        self.t = tf.Variable(0.0, trainable=False)
-
-    def reset(self):
-        for var in self.m + self.v:
-            var.assign(tf.zeros_like(var))
-        self.t.assign(0.0)
-
-    def apply(self, gradients, learning_rate):
-        t = self.t.assign_add(1.0)
-        correction = tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for var, grad, m, v in zip(self.variables, gradients, self.m, self.v):
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * grad)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(grad))
-            var.assign_sub(learning_rate * correction * m / (tf.sqrt(v) + 1e-8))
+def _adam_step(adam, gradients, variables, learning_rate) -> None:
+    """One Adam step at this step's ``learning_rate`` (a tensor: KernelGAN's rates decay)."""
+    adam.learning_rate.assign(learning_rate)
+    adam.apply_gradients(zip(gradients, variables))
 
 
 def _prepare_image(lr, config: KernelGANConfig) -> np.ndarray:

@@ -192,10 +192,10 @@ def needs_loss_scaling(precision: str) -> bool:
     return check_precision(precision) == "mixed_float16"
 
 
-def make_adam(learning_rate: Any, precision: str) -> keras.optimizers.Optimizer:
+def make_adam(learning_rate: Any, precision: str = "float32", beta_1: float = 0.9) -> keras.optimizers.Optimizer:
     """Adam with TF1's epsilon (the reference's), wrapped in a dynamic ``LossScaleOptimizer`` under
-    ``mixed_float16``."""
-    adam = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ADAM_EPSILON)
+    ``mixed_float16``; ``beta_1`` is Keras' (and TF1's) default unless given (KernelGAN: 0.5)."""
+    adam = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, epsilon=ADAM_EPSILON)
     return keras.optimizers.LossScaleOptimizer(adam) if needs_loss_scaling(precision) else adam
 
 
