@@ -197,14 +197,16 @@ class Tiler:
         def out_at(lr_index: int, size: int, out_size: int) -> int:
             return out_size if lr_index >= size else min(int(lr_index * ratio), out_size)
 
+        def to_output(lr_box: Box) -> Box:
+            top, bottom, left, right = lr_box
+            return (out_at(top, height, out_h), out_at(bottom, height, out_h),
+                    out_at(left, width, out_w), out_at(right, width, out_w))
+
         sr = np.empty((out_h, out_w, lr.shape[2]), np.float32)
         boxes = tile_boxes(height, width, tile)
         for done, box in enumerate(boxes, 1):
             crop = with_halo(box, halo, height, width)
-            crop_out = (out_at(crop[0], height, out_h) if crop[0] else 0, out_at(crop[1], height, out_h),
-                        out_at(crop[2], width, out_w) if crop[2] else 0, out_at(crop[3], width, out_w))
-            box_out = (out_at(box[0], height, out_h) if box[0] else 0, out_at(box[1], height, out_h),
-                       out_at(box[2], width, out_w) if box[2] else 0, out_at(box[3], width, out_w))
+            crop_out, box_out = to_output(crop), to_output(box)
             rows, cols = _inner_slices(box_out, crop_out)
             tile_sr = self._traced_forward(params, float(scale))(
                 list(params), tf.constant(lr[crop[0]:crop[1], crop[2]:crop[3]], tf.float32),
@@ -336,8 +338,9 @@ def random_crops(son_ilr: tf.Tensor, father: tf.Tensor, count: int, size: int, s
     tops = tf.random.stateless_uniform([count], seed, 0, height - rows + 1, dtype=tf.int32)
     lefts = tf.random.stateless_uniform([count], tf.random.experimental.stateless_fold_in(seed, 1), 0,
                                         width - cols + 1, dtype=tf.int32)
-    inputs = tf.stack([son_ilr[t:t + rows, l:l + cols] for t, l in zip(tops.numpy(), lefts.numpy())])
-    labels = tf.stack([father[t:t + rows, l:l + cols] for t, l in zip(tops.numpy(), lefts.numpy())])
+    places = list(zip(tops.numpy(), lefts.numpy()))
+    inputs = tf.stack([son_ilr[t:t + rows, l:l + cols] for t, l in places])
+    labels = tf.stack([father[t:t + rows, l:l + cols] for t, l in places])
     return inputs, labels
 
 
