@@ -47,6 +47,7 @@ from mzsr_tf.data.images import list_images, read_image
 from mzsr_tf.imresize import fix_scale_and_size, imresize, tf_imresize
 from mzsr_tf.kernels import ImageKernel, KernelSource
 from mzsr_tf.model import compute_dtype, forward
+from mzsr_tf.process_memory import peak_memory_bytes, release_free_memory
 from mzsr_tf.tiling import CropGradients, TilePolicy, Tiler
 
 
@@ -65,12 +66,6 @@ CROP_SEED_SALT = 1 << 20
 noise (which uses the seed itself)."""
 
 
-def peak_memory_bytes() -> int:
-    """The process's peak resident memory so far, in bytes (``ru_maxrss``; KiB on Linux)."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def expected_sr_shape(lr_shape, scale: float) -> Tuple[int, int]:
     """The SR image's ``(H, W)`` when no GT gives it: ``ceil(scale * (H, W))`` of ``lr_shape``.
 
@@ -86,7 +81,8 @@ class AdaptationResult:
     """What one meta-test produced.
 
     ``sr`` and ``initial_sr`` are float32 HWC in [0, 1] (the network's output after and before the
-    adaptation, clipped; ``initial_sr`` is ``None`` when ``adapt(keep_initial=False)``); ``son_losses[i]`` is
+    adaptation, clipped; ``initial_sr`` is ``None`` when ``adapt(keep_initial=False)``), or uint8 HWC (their
+    ``metrics.to_uint8``) when ``adapt(quantized=True)``; ``son_losses[i]`` is
     the L1 loss on the son before step ``i``; ``seconds`` is the wall time of the whole adaptation including
     the forward passes.
     """
@@ -196,11 +192,12 @@ class MetaTester:
                                   state=srs, after_step=keep_sr)
         return srs.stack(), losses
 
-    def _execute(self, lr, kernel, step_counts, output_shape, seed):
+    def _execute(self, lr, kernel, step_counts, output_shape, seed, quantized=False):
         """Run ``max(step_counts)`` steps; ``({n: SR after n steps}, son_losses, seconds)``.
 
         The whole image in one graph, or tile by tile (``mzsr_tf.tiling``) when ``self.tiling`` gives
-        this image a tile smaller than it; both make the same steps up to float rounding.
+        this image a tile smaller than it; both make the same steps up to float rounding. ``quantized``:
+        the SR images as uint8 (``metrics.to_uint8``; tile by tile when tiled, a quarter of the memory).
         """
         cfg = self.config
         check_son_size(lr.shape, cfg.scale, "given to MetaTester.adapt", cfg.son_grid, cfg.ds_method)
@@ -210,11 +207,11 @@ class MetaTester:
             raise ValueError(f"step_counts must be non-negative integers, got {list(step_counts)}")
         if output_shape is None:
             output_shape = expected_sr_shape(lr.shape, cfg.scale)
-        self.last_tile = self.tiling.tile_for(lr.shape, cfg.scale, len(self.params) // 2, len(counts))
+        self.last_tile = self.tiling.tile_for(lr.shape, cfg.scale, len(self.params) // 2, len(counts), quantized)
         start = time.perf_counter()
         if self.last_tile or cfg.son_crops:
             srs, losses = self._execute_tiled(lr, kernel, counts, output_shape, seed, father_hw,
-                                              self.last_tile or max(lr.shape[:2]))
+                                              self.last_tile or max(lr.shape[:2]), quantized)
             return srs, losses, time.perf_counter() - start
         record = np.zeros(counts[-1] + 1, bool)
         record[counts] = True
@@ -226,7 +223,7 @@ class MetaTester:
                  tf.constant(record), tf.constant(seed, tf.int32))
         run = self._run_bicubic if kernel is None else self._run_with_kernel
         srs, losses = run(*args)
-        srs = dict(zip(counts, srs.numpy()))
+        srs = dict(zip(counts, (metrics.to_uint8(sr) if quantized else sr for sr in srs.numpy())))
         return srs, losses.numpy(), time.perf_counter() - start
 
     def _tiler(self, tile: int) -> Tiler:
@@ -239,10 +236,12 @@ class MetaTester:
                                       loss_scale=inner.inner_loss_scale(cfg.precision))
         return self._tilers[key]
 
-    def _execute_tiled(self, lr, kernel, counts, output_shape, seed, father_hw, tile):
+    def _execute_tiled(self, lr, kernel, counts, output_shape, seed, father_hw, tile, quantized):
         """``_execute``'s steps tile by tile: the son whole (it is the input's size), then each step's
         loss and gradients (of the whole son, or with ``config.son_crops`` of random crops of it) and each
-        recorded SR image tile by tile, reporting to ``self.tiling.progress``."""
+        recorded SR image tile by tile, reporting to ``self.tiling.progress``. The C heap's free memory is
+        handed back after the son and after the steps (``process_memory.release_free_memory``), so the
+        transients of one phase do not stay resident beside the next."""
         cfg = self.config
         lr_tensor = tf.constant(lr, tf.float32)
         if kernel is None:
@@ -253,6 +252,7 @@ class MetaTester:
                                                     tf.constant(father_hw, tf.int32), tf.constant(seed, tf.int32))
         # the father is the top-left corner of the input: a view of it, not the graph's copy
         del lr_tensor, father
+        release_free_memory()
         father = lr[:father_hw[0], :father_hw[1]]
         tiler = self._tiler(tile)
         report = self.tiling.progress
@@ -260,7 +260,10 @@ class MetaTester:
         def after_step(step, params):  # step 0: the starting weights
             if step in counts:
                 tiler.progress = report and functools.partial(report, "SR", step)
-                srs[step] = tiler.forward(params, lr, cfg.scale, output_shape)
+                if step == counts[-1] and step:
+                    release_free_memory()  # the last step's tile activations
+                srs[step] = tiler.forward(params, lr, cfg.scale, output_shape,
+                                          np.uint8 if quantized else np.float32)
             tiler.progress = report and functools.partial(report, "step", step + 1)
 
         srs = {}
@@ -289,13 +292,15 @@ class MetaTester:
 
     def adapt(self, lr: np.ndarray, kernel: Optional[np.ndarray] = None,
               output_shape: Optional[Tuple[int, int]] = None, seed: Tuple[int, int] = (0, 0),
-              keep_initial: bool = True) -> AdaptationResult:
+              keep_initial: bool = True, quantized: bool = False) -> AdaptationResult:
         """Adapt to ``lr`` (float32 HWC in [0, 1]) blurred by ``kernel`` (2-D, or None for bicubic).
 
         ``output_shape`` is the SR image's ``(H, W)``; by default ``expected_sr_shape``
         (``ceil(scale * lr.shape[:2])``). ``seed`` feeds the son's noise (used only when
         ``config.noise_std > 0``). ``keep_initial=False`` skips the SR image before adaptation
-        (``initial_sr`` is then ``None``): one forward pass and one output-sized image less.
+        (``initial_sr`` is then ``None``): one forward pass and one output-sized image less. ``quantized=True``
+        gives the SR images as uint8 (``metrics.to_uint8`` of the float images, which PSNR and the PNG take
+        anyway), made tile by tile when tiled: a quarter of the float image's memory.
         """
         num_steps = self.config.num_steps
         counts = (0, num_steps) if keep_initial else (num_steps,)
@@ -303,13 +308,16 @@ class MetaTester:
             if output_shape is None:
                 output_shape = expected_sr_shape(lr.shape, self.config.scale)
             run = self_ensemble.adapt_at_steps(self, lr, kernel, counts, output_shape, seed)
-            return AdaptationResult(sr=run.srs[num_steps], initial_sr=run.srs.get(0) if keep_initial else None,
-                                    son_losses=run.son_losses, seconds=run.seconds)
-        srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed)
-        sr = srs[num_steps]
-        if self.config.back_projection:
-            sr = self._back_project(sr, lr, kernel)
-        return AdaptationResult(sr=sr, initial_sr=srs[0] if keep_initial else None, son_losses=losses,
+            srs, losses, seconds = run.srs, run.son_losses, run.seconds
+        elif self.config.back_projection:  # refines the float image
+            srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed)
+            srs[num_steps] = self._back_project(srs[num_steps], lr, kernel)
+        else:
+            srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed, quantized)
+            quantized = False  # done tile by tile
+        if quantized:
+            srs = {n: metrics.to_uint8(sr) for n, sr in srs.items()}
+        return AdaptationResult(sr=srs[num_steps], initial_sr=srs[0] if keep_initial else None, son_losses=losses,
                                 seconds=seconds)
 
     def adapt_at_steps(self, lr: np.ndarray, kernel: Optional[np.ndarray], step_counts: Sequence[int],
@@ -533,8 +541,9 @@ def run_folder(tester: MetaTester, input_dir: str, save_dir: str, kernel_source:
     for index, (path, lr, gt, (kernel, origin)) in enumerate(zip(input_paths, images, gts, inputs.kernels)):
         name = os.path.splitext(os.path.basename(path))[0]
         out_shape = gt.shape[:2] if gt is not None else expected_sr_shape(lr.shape, cfg.scale)
-        result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0), keep_initial=gt is not None)
-        sr_uint8 = metrics.to_uint8(result.sr)
+        result = tester.adapt(lr, kernel, output_shape=out_shape, seed=(index, 0), keep_initial=gt is not None,
+                              quantized=True)
+        sr_uint8 = result.sr
         atomic.write_png(os.path.join(out_dir, name + ".png"), sr_uint8)
         record = {"name": name, "input": path, "kernel": origin, "seconds": result.seconds,
                   "son_losses": [float(x) for x in result.son_losses]}

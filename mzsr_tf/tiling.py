@@ -34,6 +34,7 @@ import tensorflow as tf
 from mzsr_tf.config import DEFAULT_MAX_MEMORY, MIN_TILE
 from mzsr_tf.imresize import tf_imresize
 from mzsr_tf.inner import loss_and_gradients
+from mzsr_tf.metrics import to_uint8
 
 Box = Tuple[int, int, int, int]
 """``(top, bottom, left, right)``: rows ``top:bottom`` and columns ``left:right``."""
@@ -176,8 +177,9 @@ class Tiler:
         return tf.clip_by_value(out[inner[0]:inner[1], inner[2]:inner[3]], 0.0, 1.0)
 
     def forward(self, params: Sequence[tf.Tensor], lr: np.ndarray, scale: float,
-                output_hw: Tuple[int, int]) -> np.ndarray:
-        """``clip(net(params, cubic(lr, scale, output_hw)), 0, 1)`` as float32 ``[H', W', C]``, tile by tile.
+                output_hw: Tuple[int, int], dtype=np.float32) -> np.ndarray:
+        """``clip(net(params, cubic(lr, scale, output_hw)), 0, 1)`` as float32 ``[H', W', C]``, tile by tile;
+        with ``dtype=np.uint8`` its ``metrics.to_uint8``, each tile quantized as it is made.
 
         ``lr`` is the input (float32 HWC); the tiles are ``tile / scale`` LR pixels square (about ``tile`` output
         pixels), rounded down to a multiple of ``lr_grid(scale)``.  The output's rows ``[p r0 / q, p r1 / q)`` come from the tile of LR
@@ -202,7 +204,9 @@ class Tiler:
             return (out_at(top, height, out_h), out_at(bottom, height, out_h),
                     out_at(left, width, out_w), out_at(right, width, out_w))
 
-        sr = np.empty((out_h, out_w, lr.shape[2]), np.float32)
+        if dtype not in (np.float32, np.uint8):
+            raise ValueError(f"dtype must be np.float32 or np.uint8, got {dtype}")
+        sr = np.empty((out_h, out_w, lr.shape[2]), dtype)
         boxes = tile_boxes(height, width, tile)
         for done, box in enumerate(boxes, 1):
             crop = with_halo(box, halo, height, width)
@@ -212,7 +216,8 @@ class Tiler:
                 list(params), tf.constant(lr[crop[0]:crop[1], crop[2]:crop[3]], tf.float32),
                 tf.constant([crop_out[1] - crop_out[0], crop_out[3] - crop_out[2]], tf.int32),
                 tf.constant([rows.start, rows.stop, cols.start, cols.stop], tf.int32))
-            sr[box_out[0]:box_out[1], box_out[2]:box_out[3]] = tile_sr.numpy()
+            tile_sr = tile_sr.numpy()
+            sr[box_out[0]:box_out[1], box_out[2]:box_out[3]] = to_uint8(tile_sr) if dtype == np.uint8 else tile_sr
             if self.progress is not None:
                 self.progress(done, len(boxes))
         return sr
@@ -251,9 +256,9 @@ class MemoryModel:
                 + self.whole_per_output_pixel * output_pixels)
 
     def tiled(self, input_pixels: int, output_pixels: int, records: int, tile: int, halo: int,
-              scale: float) -> float:
+              scale: float, quantized: bool = False) -> float:
         kept = self.input_bytes * input_pixels
-        outputs = self.output_bytes * output_pixels * records
+        outputs = (self.output_bytes / 4 if quantized else self.output_bytes) * output_pixels * records
         forward_side = tile + 2 * scale * (LR_HALO + math.ceil(halo / scale))
         phases = (self.son_bytes * input_pixels + kept,
                   kept + self.train_per_tile_pixel * (tile + 2 * halo) ** 2,
@@ -288,8 +293,10 @@ class TilePolicy:
         if self.max_memory <= 0:
             raise TilingError(f"max_memory must be positive, got {self.max_memory}")
 
-    def tile_for(self, lr_shape: Sequence[int], scale: float, depth: int, records: int) -> int:
-        """The tile side for an input of ``lr_shape`` (0: the whole image at once).
+    def tile_for(self, lr_shape: Sequence[int], scale: float, depth: int, records: int,
+                 quantized: bool = False) -> int:
+        """The tile side for an input of ``lr_shape`` (0: the whole image at once), keeping ``records``
+        SR images (float32, or uint8 when ``quantized``: ``MetaTester.adapt(quantized=True)``).
 
         A forced tile smaller than ``MIN_TILE`` or twice the halo (``depth``) raises ``TilingError``; a
         tile as large as the image runs the whole image at once.  ``auto`` raises ``TilingError`` when
@@ -311,10 +318,11 @@ class TilePolicy:
             return 0
 
         def fits(tile: int) -> bool:
-            return self.memory.tiled(input_pixels, output_pixels, records, tile, depth, scale) <= self.max_memory
+            return self.memory.tiled(input_pixels, output_pixels, records, tile, depth, scale,
+                                     quantized) <= self.max_memory
 
         if not fits(smallest):
-            needed = self.memory.tiled(input_pixels, output_pixels, records, smallest, depth, scale)
+            needed = self.memory.tiled(input_pixels, output_pixels, records, smallest, depth, scale, quantized)
             raise TilingError(f"max memory {self.max_memory / 1e9:.2f} GB is too small for a {height}x{width} "
                               f"input even with {smallest}-pixel tiles (about {needed / 1e9:.2f} GB needed)")
         tile = smallest

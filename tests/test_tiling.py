@@ -1,4 +1,8 @@
 """Tests of exact tiling: the tiled loss, gradients and forward pass equal the whole image's; the tile policy."""
+import ctypes
+import ctypes.util
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,7 +11,9 @@ from mzsr_tf import inner
 from mzsr_tf.config import AdaptationConfig
 from mzsr_tf.imresize import tf_imresize
 from mzsr_tf.meta_test import MetaTester
+from mzsr_tf.metrics import to_uint8
 from mzsr_tf.model import MZSRNet, forward
+from mzsr_tf.process_memory import release_free_memory
 from mzsr_tf.tiling import MemoryModel, TilePolicy, Tiler, TilingError, lr_grid, tile_boxes
 
 DEPTH = 8
@@ -90,6 +96,49 @@ def test_meta_test_tiled_equals_whole_image(params):
     # 9 gradient tiles (45x38 in 16s: 3 x 3) per step; 9 forward tiles for each recorded image
     assert [a for a in progress if a[0] == "step" and a[2] == a[3]] == [("step", n, 9, 9) for n in range(1, 11)]
     assert {a[1] for a in progress if a[0] == "SR"} == {0, 10}
+
+
+def test_quantized_sr_is_the_float_sr_rounded(params):
+    """``adapt(quantized=True)`` (tiled: each tile rounded as it is made; whole: the image rounded) gives
+    exactly ``metrics.to_uint8`` of the float SR images of the same mode."""
+    lr = np.random.default_rng(5).random((30, 27, 3), np.float32)
+    config = AdaptationConfig(num_steps=2)
+    for tiling in (TilePolicy(tile=0), TilePolicy(tile=16)):
+        tester = MetaTester(params, config, tiling)
+        floats, rounded = tester.adapt(lr), tester.adapt(lr, quantized=True)
+        for got, expected in ((rounded.sr, floats.sr), (rounded.initial_sr, floats.initial_sr)):
+            assert got.dtype == np.uint8
+            np.testing.assert_array_equal(got, to_uint8(expected))
+    with pytest.raises(ValueError, match="dtype must be"):
+        Tiler(forward, DEPTH, 16).forward(params, lr, 2.0, (60, 54), np.float64)
+
+
+def test_release_free_memory_returns_a_freed_transient():
+    """glibc keeps freed blocks below its (raised) mmap threshold resident; ``release_free_memory`` hands them
+    back. 200 blocks of 1 MB, freed: resident before the trim, gone after it."""
+    if not release_free_memory():
+        pytest.skip("the C library has no malloc_trim (not glibc)")
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: keep 1 MB blocks on the heap, as after a large free
+    blocks = [libc.malloc(1 << 20) for _ in range(200)]
+    for block in blocks:
+        ctypes.memset(block, 1, 1 << 20)  # make them resident
+    before = _resident_bytes()
+    for block in blocks[:-1]:  # keep the last: free() trims the heap's top only, so these stay resident
+        libc.free(block)
+    kept = _resident_bytes()
+    release_free_memory()
+    after = _resident_bytes()
+    libc.free(blocks[-1])
+    assert kept > before - 50e6  # free() alone gave (almost) nothing back
+    assert after < kept - 150e6  # the trim gave back most of the 199 MB
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_forced_tiles_too_small_or_negative_are_refused():

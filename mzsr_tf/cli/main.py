@@ -163,7 +163,7 @@ def _meta_test(args) -> int:
     tiling = tile_policy_from_flags(args, TileProgress())
     if estimating is None:  # (estimated kernels' inputs are read after the estimator loads)
         for path, image in zip(inputs.input_paths, inputs.images):
-            _check_tiling(tiling, path, image.shape, config.scale, records=2 if gt_dir else 1)
+            _check_tiling(tiling, path, image.shape, config, records=2 if gt_dir else 1)
     check_output_folder(output_folder(args.savepath, config.num_steps), "--savepath")
     if args.figure:
         check_output_file(args.figure, "--figure")
@@ -186,13 +186,15 @@ def _meta_test(args) -> int:
     return EXIT_OK
 
 
-def _check_tiling(tiling, path: str, shape, scale: float, records: int) -> None:
+def _check_tiling(tiling, path: str, shape, config, records: int) -> None:
     """The tile of an input under ``--tile``/``--max-memory``, found before the checkpoint loads (a
-    ``TilingError`` names the input)."""
+    ``TilingError`` names the input); ``run_folder`` keeps the SR images as uint8 unless self-ensemble or
+    back-projection refine the float ones."""
     from mzsr_tf.config import ModelConfig
     from mzsr_tf.tiling import TilingError
     try:
-        tiling.tile_for(shape, scale, ModelConfig().depth, records)
+        tiling.tile_for(shape, config.scale, ModelConfig().depth, records,
+                        quantized=not (config.self_ensemble or config.back_projection))
     except TilingError as error:
         raise TilingError(f"{path}: {error}") from None
 
