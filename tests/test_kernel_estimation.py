@@ -153,9 +153,10 @@ def test_recovers_anisotropic_gaussian(shared_dir):
     config = ke.KernelGANConfig(iterations=600)
     # One 600-iteration run is not a reliable check: on the 2-core CI machine of 2026-12-07 (TensorFlow 2.20 and
     # 2.21 alike) seeds 0, 2 and 3 end at errors 0.23, 0.25 and 0.23 and seed 1 at 0.06. The estimator must
-    # recover the kernel in at least one of three seeded runs; each run must still give a valid kernel.
+    # recover the kernel in at least one of three seeded runs (tried in turn, seed 1 first; the rest only when it
+    # fails); each run must still give a valid kernel.
     errors = []
-    for seed in (0, 1, 2):
+    for seed in (1, 0, 2):
         seen = []
         estimate = ke.estimate_kernel(lr, 2, config, seed=seed, progress=lambda i, n: seen.append((i, n)))
         assert seen[0] == (1, 600) and seen[-1] == (600, 600)
@@ -164,6 +165,8 @@ def test_recovers_anisotropic_gaussian(shared_dir):
         kernels.check_kernel(estimate)
         np.testing.assert_allclose(ke._centre_of_mass(estimate), [10.0, 10.0], atol=0.02)
         errors.append(ke.kernel_error(estimate, true))
+        if errors[-1] < 0.12:
+            break
     error = min(errors)
     wrong_narrow = ke.kernel_error(kernels.isotropic_gaussian(21, 0.2), true)
     wrong_bicubic = ke.kernel_error(ke.postprocess_kernel(ke.bicubic_downscale_kernel(13), 21, 0), true)
