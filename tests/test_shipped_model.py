@@ -123,20 +123,17 @@ def test_shipped_x4_model_on_set5_g20x4(set5_g20x4):
 # --------------------------------------------------------------------------- bicubic_x2 (--model 2)
 
 def test_shipped_bicubic_x2_model_on_set5(shared_dir, tmp_path):
-    """Set5 under g^b_1.3 and the clean bicubic scenario (made here from the HR images, as make_testsets.py does)
-    with the --model 2 schedule. The issue's targets: b13 MZSR (1) >= 35.0 and (10) >= 36.3, bic (1) >= 36.77 and
-    (10) >= 37.25 (the published model: 35.18 / 36.64 and 36.77 / 37.25). The interim model shipped now (phase
-    6c's 300: b13 35.55 / 35.61, bic 36.02 / 36.83) meets only the first (table in checkpoints/bicubic_x2/README.md;
-    issue 15 stays open); this test holds it to what it does, 0.1 dB below its numbers when shipped, so that a
-    regression shows."""
+    """Set5 in the clean bicubic scenario (made here from the HR images, as make_testsets.py does) with the --model 2
+    schedule. The issue's targets: bic (1) >= 36.77 and (10) >= 37.25 (the published model: 36.77 / 37.25); the
+    interim model shipped now (phase 6c's 300: bic 36.02 / 36.83, g^b_1.3 35.55 / 35.61) misses them (table in
+    checkpoints/bicubic_x2/README.md; issue 15 stays open); this test holds it to what it does, 0.1 dB below its
+    numbers when shipped, so that a regression shows. (g^b_1.3 is left to the card: one scenario is enough to
+    catch a regression of the weights or the meta-test, and each costs a minute of CI.)"""
     from mzsr_tf import testsets
 
-    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["b13", "bic"],
+    testsets.make_testset(str(shared_dir / "datasets" / "benchmark" / "Set5"), str(tmp_path), ["bic"],
                           log=lambda line: None)
-    b13 = _shipped_set5_scores("bicubic_x2", tmp_path / "Input" / "b13" / "Set5", tmp_path / "GT" / "Set5",
-                               tmp_path / "Input" / "b13" / "kernel.mat")
     bic = _shipped_set5_scores("bicubic_x2", tmp_path / "Input" / "bic" / "Set5", tmp_path / "GT" / "Set5", "")
-    assert b13["mzsr_1"] >= 35.45 and b13["mzsr_10"] >= 35.51, b13
     assert bic["mzsr_1"] >= 35.92 and bic["mzsr_10"] >= 36.73, bic
 
 
