@@ -235,9 +235,11 @@ class MemoryModel:
     pixel of the tile with its halo, 256- and 512-pixel tiles), one forward tile (540 B per output pixel) and the
     son's making at 12 MP (36 B per input pixel beyond the input itself). The tiled mode's peak is the largest
     of its phases: making the son; a gradient step (the input and the son's ILR kept, one tile's activations);
-    a forward pass (also the SR image of each recorded step, float32); writing the PNG (uint8 copy).
-    ``tiled_overhead`` covers the traces of the tile functions and what the model leaves out; it was raised from
-    0.2 to 0.35 GB after a 1024x816 input with its GT peaked at 2.27 GB under a 2 GiB limit.
+    a forward pass (also the SR image of each recorded step, float32 or uint8); writing the PNG (an encoder's
+    copy). The phases are separate because the meta-test hands freed memory back between them
+    (``process_memory.release_free_memory``). ``tiled_overhead`` covers the traces of the tile functions and what
+    the model leaves out; it was raised from 0.2 to 0.35 GB after a 1024x816 input with its GT peaked at 2.27 GB
+    under a 2 GiB limit. A 4000x3000 input (one uint8 SR image) predicted at 2.14 GB peaked at 1.85 GB.
     """
 
     base: float = 0.75e9
@@ -247,7 +249,7 @@ class MemoryModel:
     tiled_overhead: float = 0.35e9
     input_bytes: float = 24.0        # the float32 input and the son's ILR
     son_bytes: float = 36.0          # making the son, per input pixel, beyond the input
-    output_bytes: float = 12.0       # one float32 RGB output pixel
+    output_bytes: float = 12.0       # one float32 RGB output pixel (a quarter of it as uint8)
     train_per_tile_pixel: float = 7300.0
     forward_per_tile_pixel: float = 560.0
 
