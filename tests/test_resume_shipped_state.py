@@ -18,10 +18,10 @@ RECIPE = os.path.join(REPO_ROOT, "checkpoints", "direct_x2", "recipes", "phase5.
 @pytest.mark.skipif(not os.path.isdir(TRAIN_IMAGES), reason="needs ../shared/datasets/train (the training images)")
 def test_direct_x2_train_state_resumes(tmp_path, capsys, monkeypatch):
     # The state holds weights, Adam's slots and the step (no data position: the task stream follows
-    # from the seed and the step); the records are rebuilt under tmp_path.
+    # from the seed and the step); records are made under tmp_path (from T91 only, to be quick).
     monkeypatch.chdir(tmp_path)
     records = os.path.join("dataset", "records", "train_SR_MZSR")
-    folders = [os.path.join(TRAIN_IMAGES, name) for name in ("BSD200", "SunHays80", "T91")]
+    folders = [os.path.join(TRAIN_IMAGES, "T91")]  # any records will do: the state holds no data position
     assert cli.generate_tfrecord_script(["--labelpath", *folders, "--tfrecord", records, "--quiet"]) == 0
     shutil.copytree(STATE, tmp_path / "runs" / "Model1")
     common = ["--train", "--trial", "1", "--checkpoint-dir", str(tmp_path / "runs"),

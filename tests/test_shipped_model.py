@@ -139,14 +139,12 @@ def test_shipped_bicubic_x2_model_on_set5(shared_dir, tmp_path):
 
 # --------------------------------------------------------------------------- multi_scale (--model 1)
 
-def test_shipped_multi_scale_model_on_set5_at_x2_and_x4(reference_dir, set5_g20x4):
-    """Set5 g^d_2.0 at x2 (the authors' inputs) and at x4 (made here from the HR images, as make_testsets.py does)
-    with the --model 1 schedule at each scale and the default son grid. The issue's targets after 10 steps are
-    x2 >= 35.0 and x4 >= 29.5 (the published model: 35.67 at x2). The model shipped (phase 3a's 600) gives x2 34.90 /
-    35.25 and x4 29.82 / 29.93 after 1 / 10 steps; this test holds the 10-step numbers to the issue's targets and the
-    1-step ones to 0.1 dB below the model's, so that a regression shows."""
-    g20 = reference_dir / "Input" / "g20"
-    x2 = _shipped_set5_scores("multiscale", g20 / "Set5", reference_dir / "GT" / "Set5", g20 / "kernel.mat", scale=2.0)
+def test_shipped_multi_scale_model_on_set5_at_x4(set5_g20x4):
+    """Set5 g^d_2.0 at x4 (made here from the HR images, as make_testsets.py does) with the --model 1 schedule and
+    the default son grid. The issue's target after 10 steps is x4 >= 29.5 (and x2 >= 35.0; the published model:
+    35.67 at x2). The model shipped (phase 3a's 600) gives x4 29.82 / 29.93 and x2 34.90 / 35.25 after 1 / 10 steps;
+    this test holds the 10-step number to the issue's target and the 1-step one to 0.1 dB below the model's, so that
+    a regression shows. (x2 is left to the card: the x4 run exercises the same weights, and x2's meta-test is held
+    by the direct_x2 and reference tests; each costs a minute or two of CI.)"""
     x4 = _shipped_set5_scores("multiscale", *set5_g20x4, scale=4.0)
-    assert x2["mzsr_1"] >= 34.80 and x2["mzsr_10"] >= 35.0, x2
     assert x4["mzsr_1"] >= 29.72 and x4["mzsr_10"] >= 29.5, x4
