@@ -93,9 +93,10 @@ def test_meta_test_tiled_equals_whole_image(params):
     np.testing.assert_allclose(tiled.sr, whole.sr, rtol=0, atol=2e-5)
     np.testing.assert_allclose(tiled.initial_sr, whole.initial_sr, rtol=0, atol=1e-6)
     assert np.abs(whole.sr - whole.initial_sr).max() > 1e-3  # the steps did move the weights
-    # 9 gradient tiles (45x38 in 16s: 3 x 3) per step; 9 forward tiles for each recorded image
+    # 9 gradient tiles (45x38 in 16s: 3 x 3) per step; 9 forward tiles for each recorded image (45x38 LR pixels
+    # in tiles of FORWARD_TILE_SCALE x 16 output pixels = 16 LR pixels: 3 x 3)
     assert [a for a in progress if a[0] == "step" and a[2] == a[3]] == [("step", n, 9, 9) for n in range(1, 11)]
-    assert {a[1] for a in progress if a[0] == "SR"} == {0, 10}
+    assert [a for a in progress if a[0] == "SR" and a[2] == a[3]] == [("SR", 0, 9, 9), ("SR", 10, 9, 9)]
 
 
 def test_quantized_sr_is_the_float_sr_rounded(params):

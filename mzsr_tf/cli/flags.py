@@ -110,7 +110,7 @@ class TileProgress:
             print(f"\r  {label}: [{'#' * filled}{'.' * (30 - filled)}] tile {done}/{total} {seconds:.1f} s",
                   end=end, file=self.stream, flush=True)
         elif done == total:
-            print(f"  {label}: {total} tiles, {seconds:.1f} s", file=self.stream, flush=True)
+            print(f"  {label}: {total} tile{'' if total == 1 else 's'}, {seconds:.1f} s", file=self.stream, flush=True)
 
 
 # --------------------------------------------------------------------------- training runs
