@@ -66,6 +66,12 @@ CROP_SEED_SALT = 1 << 20
 noise (which uses the seed itself)."""
 
 
+def refines_float_sr(config: AdaptationConfig) -> bool:
+    """Whether self-ensemble or back-projection work on the float SR images after the network (so that
+    ``MetaTester.adapt(quantized=True)`` rounds them only at the end, and keeps floats meanwhile)."""
+    return bool(config.self_ensemble or config.back_projection)
+
+
 def expected_sr_shape(lr_shape, scale: float) -> Tuple[int, int]:
     """The SR image's ``(H, W)`` when no GT gives it: ``ceil(scale * (H, W))`` of ``lr_shape``.
 
@@ -312,10 +318,9 @@ class MetaTester:
         elif self.config.back_projection:  # refines the float image
             srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed)
             srs[num_steps] = self._back_project(srs[num_steps], lr, kernel)
-        else:
+        else:  # rounded by _execute, tile by tile when tiled
             srs, losses, seconds = self._execute(lr, kernel, counts, output_shape, seed, quantized)
-            quantized = False  # done tile by tile
-        if quantized:
+        if quantized and refines_float_sr(self.config):
             srs = {n: metrics.to_uint8(sr) for n, sr in srs.items()}
         return AdaptationResult(sr=srs[num_steps], initial_sr=srs[0] if keep_initial else None, son_losses=losses,
                                 seconds=seconds)

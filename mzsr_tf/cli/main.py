@@ -191,10 +191,10 @@ def _check_tiling(tiling, path: str, shape, config, records: int) -> None:
     ``TilingError`` names the input); ``run_folder`` keeps the SR images as uint8 unless self-ensemble or
     back-projection refine the float ones."""
     from mzsr_tf.config import ModelConfig
+    from mzsr_tf.meta_test import refines_float_sr
     from mzsr_tf.tiling import TilingError
     try:
-        tiling.tile_for(shape, config.scale, ModelConfig().depth, records,
-                        quantized=not (config.self_ensemble or config.back_projection))
+        tiling.tile_for(shape, config.scale, ModelConfig().depth, records, quantized=not refines_float_sr(config))
     except TilingError as error:
         raise TilingError(f"{path}: {error}") from None
 
